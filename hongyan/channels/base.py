@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Callable, Protocol
 
 
 @dataclass(slots=True)
@@ -33,6 +33,9 @@ class Report:
     delivered: bool
     phone: str = ""
     done_at: datetime | None = None
+    # Set by the channel: answers the carrier. The core calls it once the report
+    # is committed, so a crash before then makes the carrier send it again.
+    ack: Callable[[], None] | None = None
 
 
 @dataclass(slots=True)
@@ -43,6 +46,7 @@ class Inbound:
     dest: str                 # the number it was sent to (access code + extensions)
     text: str
     received_at: datetime = field(default_factory=datetime.now)
+    ack: Callable[[], None] | None = None   # as for Report
 
 
 class ChannelEvents(Protocol):
@@ -58,9 +62,12 @@ class ChannelEvents(Protocol):
         dispatcher should queue it again; False is a final refusal.
         """
 
-    def report(self, report: Report) -> None: ...
+    def report(self, report: Report) -> None:
+        """A delivery report. If the channel set ``report.ack``, it must hold the
+        carrier's answer (DELIVER_RESP) until the core calls ``ack``."""
 
-    def mo(self, inbound: Inbound) -> None: ...
+    def mo(self, inbound: Inbound) -> None:
+        """An MO; ``inbound.ack`` as for reports."""
 
 
 @dataclass(slots=True)

@@ -1,0 +1,1 @@
+"""Front doors: the native REST API (``rest``) and the vendor dialects, one module each."""

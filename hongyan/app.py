@@ -1,0 +1,58 @@
+"""The ASGI app: every HTTP front door, health and metrics, over one Runtime."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
+
+from hongyan import __version__
+from hongyan.config import Settings
+from hongyan.dialects import rest
+from hongyan.domain.outcomes import Code, fail
+from hongyan.metrics import render_metrics
+from hongyan.runtime import Runtime
+from hongyan.web import JSON
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        rt = runtime or Runtime(settings)
+        app.state.runtime = rt
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    app = FastAPI(title="Hongyan", version=__version__, lifespan=lifespan,
+                  description="Hongyan (鸿雁) enterprise SMS platform: the native API.",
+                  default_response_class=JSON)
+    app.include_router(rest.router)
+
+    @app.exception_handler(rest.ApiError)
+    async def _api_error(request: Request, exc: rest.ApiError):
+        return rest.error_response(exc.outcome)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        if first.get("type") == "json_invalid":
+            return rest.error_response(fail(Code.INVALID_JSON, first.get("msg", "")))
+        code = Code.MISSING_PARAMETER if first.get("type") == "missing" else Code.INVALID_PARAMETER
+        return rest.error_response(fail(code, f"{where}: {first.get('msg', '')}".strip(": ")))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz(request: Request):
+        return {"status": "ok", "version": __version__, **request.app.state.runtime.stats()}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request):
+        body, ctype = render_metrics(request.app.state.runtime)
+        return PlainTextResponse(body, media_type=ctype)
+
+    return app

@@ -1,0 +1,260 @@
+"""Accept: every rule a send request meets, then one durable commit, then the answer.
+
+The rules that need no database (who, from where, what, to whom, how much) run
+on the event loop against cached account data. What needs the database (the
+idempotency key, the balance, the inserts) runs in a batched writer job, so a
+burst of requests shares one transaction and one commit. A request is answered
+"ok" only after that commit.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from sqlalchemy import Connection, bindparam, insert, select, tuple_, update
+
+from hongyan.domain import numbers, segments
+from hongyan.domain.clock import now_ms
+from hongyan.domain.outcomes import Code, Outcome, fail, ok
+from hongyan.store.ids import IdBlocks
+from hongyan.store.tables import balances, ledger, messages, submissions
+from hongyan.store.writer import Writer, batched
+
+from .accounts import Account, Directory
+
+MAX_SCHEDULE_AHEAD_MS = 366 * 24 * 3600 * 1000
+# A scheduled time a little in the past (clock skew, slow client) means "now".
+SCHEDULE_GRACE_MS = 5 * 60 * 1000
+
+
+@dataclass(slots=True)
+class SendRequest:
+    account: Account
+    to: str | list[str]
+    content: str
+    extno: str = ""
+    client_ref: str | None = None
+    idempotency_key: str | None = None
+    product: str | None = None
+    schedule_at: int | None = None          # epoch ms
+    dialect: str = "native"
+    client_ip: str | None = None
+    # Limits belong to the interface the request came through (each vendor
+    # document states its own), so the front door passes them in.
+    max_recipients: int = 50_000
+    min_recipients: int = 1
+    max_length: int = 1000
+    max_extno: int = 8
+    skip_invalid: bool = False
+
+
+@dataclass(slots=True)
+class _Prepared:
+    account_id: int
+    balance_id: int
+    product_id: int | None
+    price: int
+    parts: int
+    phones: list[str]
+    carriers: list[str]
+    content: str
+    extno: str
+    client_ref: str | None
+    idempotency_key: str | None
+    request_hash: str | None
+    due_at: int
+    scheduled: bool
+    dialect: str
+    invalid: list[str] = field(default_factory=list)
+
+    @property
+    def cost(self) -> int:
+        return len(self.phones) * self.parts * self.price
+
+
+def _request_hash(req: SendRequest, phones: list[str]) -> str:
+    h = hashlib.sha256()
+    for piece in (",".join(phones), req.content, req.extno, req.product or "", str(req.schedule_at or "")):
+        h.update(piece.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class AcceptService:
+    def __init__(self, directory: Directory, writer: Writer, *, on_accepted: Callable[[], None] | None = None) -> None:
+        self.directory = directory
+        self.writer = writer
+        self.submission_ids = IdBlocks("submission", 1000)
+        self.message_ids = IdBlocks("message", 20_000)
+        writer.on_rollback.extend([self.submission_ids.forget, self.message_ids.forget])
+        self.on_accepted = on_accepted
+
+    def check_account(self, account: Account, ip: str | None) -> Outcome | None:
+        code = account.refusal(ip)
+        return fail(code) if code else None
+
+    def prepare(self, req: SendRequest) -> Outcome | _Prepared:
+        """Every rule that needs no database. Returns a refusal or the work to commit."""
+        acc = req.account
+        refusal = self.check_account(acc, req.client_ip)
+        if refusal:
+            return refusal
+        content = req.content or ""
+        if not content.strip():
+            return fail(Code.CONTENT_EMPTY)
+        if len(content) > req.max_length:
+            return fail(Code.CONTENT_TOO_LONG, f"{len(content)} > {req.max_length} characters")
+        extno = (req.extno or "").strip()
+        if extno and (not extno.isdigit() or len(extno) > req.max_extno):
+            return fail(Code.INVALID_EXTNO, extno)
+        try:
+            parsed = numbers.parse_recipients(req.to, limit=req.max_recipients)
+        except numbers.TooManyRecipients:
+            return fail(Code.RECIPIENTS_TOO_MANY, f"more than {req.max_recipients}")
+        if not parsed.valid and not parsed.invalid:
+            return fail(Code.RECIPIENTS_EMPTY)
+        if parsed.invalid and not req.skip_invalid:
+            return fail(Code.INVALID_NUMBER, parsed.invalid[0])
+        phones = parsed.valid
+        if not phones:
+            return fail(Code.RECIPIENTS_EMPTY, "no valid number")
+        if len(phones) < req.min_recipients:
+            return fail(Code.RECIPIENTS_TOO_FEW, f"{len(phones)} < {req.min_recipients}")
+        now = now_ms()
+        due_at, scheduled = now, False
+        if req.schedule_at is not None:
+            if req.schedule_at < now - SCHEDULE_GRACE_MS or req.schedule_at > now + MAX_SCHEDULE_AHEAD_MS:
+                return fail(Code.INVALID_SCHEDULE)
+            if req.schedule_at > now:
+                due_at, scheduled = req.schedule_at, True
+        product_id, price = None, 1
+        if req.product:
+            product = self.directory.product(req.product)
+            if product is None or product.id not in acc.product_ids:
+                return fail(Code.PRODUCT_UNAVAILABLE, req.product)
+            product_id, price = product.id, product.price
+        balance_id = self.directory.balance_id(acc.owner, product_id or 0)
+        if balance_id is None:
+            return fail(Code.PRODUCT_BALANCE if product_id else Code.INSUFFICIENT_BALANCE)
+        return _Prepared(
+            account_id=acc.id, balance_id=balance_id, product_id=product_id, price=price,
+            parts=segments.count_parts(content), phones=phones,
+            carriers=[numbers.lookup(p).carrier for p in phones], content=content, extno=extno,
+            client_ref=req.client_ref, idempotency_key=req.idempotency_key,
+            request_hash=_request_hash(req, phones) if req.idempotency_key else None,
+            due_at=due_at, scheduled=scheduled, dialect=req.dialect, invalid=parsed.invalid)
+
+    async def send(self, req: SendRequest) -> Outcome:
+        prepared = self.prepare(req)
+        if isinstance(prepared, Outcome):
+            return prepared
+        outcome = await self.writer.run(self._commit, prepared)
+        if outcome.ok and self.on_accepted is not None and not prepared.scheduled:
+            self.on_accepted()
+        return outcome
+
+    @batched
+    def _commit(self, conn: Connection, preps: list[_Prepared]) -> list[Outcome]:
+        results: list[Outcome | None] = [None] * len(preps)
+        todo, same_as = self._idempotency(conn, preps, results)
+        self._accept(conn, preps, todo, results)
+        for i, first in same_as:
+            # The same key twice in one batch: the repeat gets the first one's answer.
+            prev = results[first]
+            if preps[i].request_hash != preps[first].request_hash:
+                results[i] = fail(Code.DUPLICATE_REQUEST, preps[i].idempotency_key or "")
+            elif prev is not None and prev.ok:
+                results[i] = Outcome(prev.code, prev.detail, {**prev.data, "replayed": True})
+            else:
+                results[i] = prev
+        return results  # type: ignore[return-value]
+
+    def _accept(self, conn: Connection, preps: list[_Prepared], todo: list[int], results: list) -> None:
+
+        # Balances: read each once (locked on PostgreSQL), decide in order, write each once.
+        amounts = dict(conn.execute(
+            select(balances.c.id, balances.c.amount)
+            .where(balances.c.id.in_({preps[i].balance_id for i in todo})).with_for_update()).all()) if todo else {}
+        accepted: list[int] = []
+        for i in todo:
+            p = preps[i]
+            have = amounts.get(p.balance_id, 0)
+            if have < p.cost:
+                results[i] = fail(Code.INSUFFICIENT_BALANCE, f"needs {p.cost}, has {have}")
+                continue
+            amounts[p.balance_id] = have - p.cost
+            accepted.append(i)
+        if not accepted:
+            return
+        touched = {preps[i].balance_id for i in accepted}
+        conn.execute(update(balances).where(balances.c.id == bindparam("bid")).values(amount=bindparam("amt")),
+                     [{"bid": b, "amt": amounts[b]} for b in touched])
+
+        now = now_ms()
+        sub_ids = self.submission_ids.take(conn, len(accepted))
+        msg_ids = self.message_ids.take(conn, sum(len(preps[i].phones) for i in accepted))
+        sub_rows, ledger_rows, msg_rows = [], [], []
+        cursor = 0
+        for sid, i in zip(sub_ids, accepted):
+            p = preps[i]
+            n = len(p.phones)
+            ids = msg_ids[cursor:cursor + n]
+            cursor += n
+            state = "scheduled" if p.scheduled else "accepted"
+            sub_rows.append({
+                "id": sid, "account_id": p.account_id, "idempotency_key": p.idempotency_key,
+                "request_hash": p.request_hash, "client_ref": p.client_ref, "dialect": p.dialect,
+                "content": p.content, "extno": p.extno, "product_id": p.product_id,
+                "balance_id": p.balance_id, "recipients": n, "parts": p.parts, "cost": p.cost,
+                "state": state, "scheduled_at": p.due_at if p.scheduled else None, "created_at": now})
+            ledger_rows.append({"balance_id": p.balance_id, "kind": "debit", "amount": -p.cost,
+                                "submission_id": sid, "message_id": None, "note": "", "created_at": now})
+            per = p.parts * p.price
+            msg_rows.extend({"id": mid, "submission_id": sid, "account_id": p.account_id, "phone": ph,
+                             "carrier": ca, "parts": p.parts, "cost": per, "state": "queued",
+                             "due_at": p.due_at, "attempts": 0, "parts_done": 0, "refunded": False}
+                            for mid, ph, ca in zip(ids, p.phones, p.carriers))
+            results[i] = ok(submission_id=sid, message_ids=ids, phones=p.phones, parts=p.parts,
+                            cost=p.cost, balance=amounts[p.balance_id], invalid=p.invalid,
+                            scheduled_at=p.due_at if p.scheduled else None, replayed=False)
+        conn.execute(insert(submissions), sub_rows)
+        conn.execute(insert(ledger), ledger_rows)
+        conn.execute(insert(messages), msg_rows)
+
+    def _idempotency(self, conn: Connection, preps: list[_Prepared],
+                     results: list) -> tuple[list[int], list[tuple[int, int]]]:
+        """Answer repeats of an earlier request with its first result; return the rest."""
+        keyed = [(i, p) for i, p in enumerate(preps) if p.idempotency_key]
+        if not keyed:
+            return list(range(len(preps))), []
+        found = {(r.account_id, r.idempotency_key): r for r in conn.execute(
+            select(submissions.c.id, submissions.c.account_id, submissions.c.idempotency_key,
+                   submissions.c.request_hash, submissions.c.parts, submissions.c.cost,
+                   submissions.c.scheduled_at)
+            .where(tuple_(submissions.c.account_id, submissions.c.idempotency_key).in_(
+                [(p.account_id, p.idempotency_key) for _, p in keyed]))).all()}
+        seen: dict[tuple, int] = {}
+        todo, same_as = [], []
+        for i, p in enumerate(preps):
+            key = (p.account_id, p.idempotency_key)
+            if p.idempotency_key and key in found:
+                results[i] = self._replay(conn, p, found[key])
+            elif p.idempotency_key and key in seen:
+                same_as.append((i, seen[key]))
+            else:
+                if p.idempotency_key:
+                    seen[key] = i
+                todo.append(i)
+        return todo, same_as
+
+    def _replay(self, conn: Connection, p: _Prepared, row) -> Outcome:
+        if row.request_hash != p.request_hash:
+            return fail(Code.DUPLICATE_REQUEST, p.idempotency_key or "")
+        rows = conn.execute(select(messages.c.id, messages.c.phone)
+                            .where(messages.c.submission_id == row.id).order_by(messages.c.id)).all()
+        bal = conn.execute(select(balances.c.amount).where(balances.c.id == p.balance_id)).scalar()
+        return ok(submission_id=row.id, message_ids=[r.id for r in rows], phones=[r.phone for r in rows],
+                  parts=row.parts, cost=row.cost, balance=bal, invalid=[],
+                  scheduled_at=row.scheduled_at, replayed=True)
+

@@ -1,0 +1,175 @@
+"""Notify: push reports and MO from the events outbox to customers' servers.
+
+A notifier claims due events by pushing their ``next_at`` past a lease (so a
+second notifier process skips them), posts them in batches per account and
+kind, and marks them ``done`` when the customer's server says it got them. A
+failed push is retried with back-off; after ``max_attempts`` it is marked
+``dead`` (it can still be polled from the API).
+
+Delivery is at least once: if the process dies after the customer answered but
+before the answer was recorded, the batch is pushed again when the lease runs
+out. Every item carries its event ``id`` so the receiver can drop repeats.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections import defaultdict
+from typing import Callable
+
+import httpx
+import orjson
+from sqlalchemy import Connection, bindparam, select, update
+
+from hongyan.domain.clock import now_ms
+from hongyan.store.tables import events
+from hongyan.store.writer import Writer
+
+from .accounts import Account, Directory
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Hongyan-Signature"
+TIMESTAMP_HEADER = "X-Hongyan-Timestamp"
+EVENT_HEADER = "X-Hongyan-Event"
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """HMAC-SHA256 over ``timestamp + "." + body`` with the account's API secret, hex."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def backoff_ms(attempts: int) -> int:
+    return min(1000 * 2 ** max(attempts - 1, 0), 600_000)
+
+
+# A push format: (account, kind, items) -> (content type, body). The native one
+# is JSON; dialects add their own.
+Formatter = Callable[[Account, str, list[dict]], tuple[str, bytes]]
+# A success check: (status code, body) -> whether the customer took the push.
+Acceptor = Callable[[int, bytes], bool]
+
+
+def native_format(account: Account, kind: str, items: list[dict]) -> tuple[str, bytes]:
+    return "application/json", orjson.dumps({"type": kind, "items": items})
+
+
+def native_accepts(status: int, body: bytes) -> bool:
+    return 200 <= status < 300
+
+
+class Notifier:
+    def __init__(self, writer: Writer, directory: Directory, *, batch: int = 500, timeout: float = 10.0,
+                 max_attempts: int = 20, concurrency: int = 8, lease_ms: int | None = None) -> None:
+        self.writer = writer
+        self.directory = directory
+        self.batch = batch
+        self.max_attempts = max_attempts
+        self.lease_ms = lease_ms or int((timeout + 20) * 1000)
+        self.client = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=64))
+        self.formats: dict[str, tuple[Formatter, Acceptor]] = {"native": (native_format, native_accepts)}
+        self._sem = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+        self.pushed = 0
+        self.failures = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                rows = await self.writer.run(self._claim, self.batch * 4)
+            except Exception:  # noqa: BLE001
+                log.exception("claiming events failed")
+                rows = []
+                await asyncio.sleep(1.0)
+            if not rows:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), 0.5)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            groups: dict[tuple[int, str], list] = defaultdict(list)
+            for r in rows:
+                groups[(r.account_id, r.kind)].append(r)
+            tasks = []
+            for (aid, kind), items in groups.items():
+                for i in range(0, len(items), self.batch):
+                    tasks.append(self._push(aid, kind, items[i:i + self.batch]))
+            await asyncio.gather(*tasks)
+
+    def _claim(self, conn: Connection, limit: int) -> list:
+        now = now_ms()
+        q = (select(events.c.id, events.c.account_id, events.c.kind, events.c.payload, events.c.attempts)
+             .where(events.c.push_state == "pending", events.c.next_at <= now)
+             .order_by(events.c.next_at, events.c.id).limit(limit))
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        rows = conn.execute(q).all()
+        if rows:
+            conn.execute(update(events).where(events.c.id.in_([r.id for r in rows]))
+                         .values(next_at=now + self.lease_ms))
+        return rows
+
+    async def _push(self, account_id: int, kind: str, rows: list) -> None:
+        async with self._sem:
+            account = self.directory.by_id(account_id)
+            url = None
+            if account is not None:
+                url = account.report_url if kind == "report" else (account.mo_url or account.report_url)
+            if not url:
+                await self.writer.run(_settle, ([r.id for r in rows], "none", None, None))
+                return
+            items = [{"id": r.id, **orjson.loads(r.payload)} for r in rows]
+            fmt, accepts = self.formats.get(account.push_dialect, self.formats["native"])
+            ctype, body = fmt(account, kind, items)
+            ts = str(int(time.time()))
+            headers = {"Content-Type": ctype, TIMESTAMP_HEADER: ts, EVENT_HEADER: kind,
+                       SIGNATURE_HEADER: sign(account.secret, ts, body)}
+            error = None
+            try:
+                resp = await self.client.post(url, content=body, headers=headers)
+                if not accepts(resp.status_code, resp.content):
+                    error = f"HTTP {resp.status_code}: {resp.text[:200]}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"[:300]
+            if error is None:
+                self.pushed += len(rows)
+                await self.writer.run(_settle, ([r.id for r in rows], "done", None, None))
+                return
+            self.failures += 1
+            log.info("push of %d %s to %s failed: %s", len(rows), kind, url, error)
+            now = now_ms()
+            retry = [{"eid": r.id, "at": now + backoff_ms(r.attempts + 1), "n": r.attempts + 1}
+                     for r in rows if r.attempts + 1 < self.max_attempts]
+            dead = [r.id for r in rows if r.attempts + 1 >= self.max_attempts]
+            await self.writer.run(_settle, (dead, "dead", retry, error))
+
+
+def _settle(conn: Connection, arg: tuple) -> None:
+    ids, state, retry, error = arg
+    if ids:
+        conn.execute(update(events).where(events.c.id.in_(ids))
+                     .values(push_state=state, attempts=events.c.attempts + (1 if state == "dead" else 0),
+                             last_error=error))
+    if retry:
+        conn.execute(update(events).where(events.c.id == bindparam("eid"))
+                     .values(next_at=bindparam("at"), attempts=bindparam("n"), last_error=error), retry)
+
+
+def poll(conn: Connection, account_id: int, kind: str, after: int, limit: int) -> list[dict]:
+    """Events of one kind for an account after an event id, oldest first (the pull API)."""
+    rows = conn.execute(select(events.c.id, events.c.payload)
+                        .where(events.c.account_id == account_id, events.c.kind == kind,
+                               events.c.id > after)
+                        .order_by(events.c.id).limit(limit)).all()
+    return [{"id": r.id, **orjson.loads(r.payload)} for r in rows]

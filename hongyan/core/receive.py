@@ -1,0 +1,214 @@
+"""Receive: carrier reports and MO become message states, refunds and customer events.
+
+Everything here runs inside a writer job, so a report's state change, its
+refund and its push-outbox row commit together or not at all.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
+
+from hongyan.channels.base import Inbound, Report
+from hongyan.domain.clock import iso, now_ms, to_ms
+from hongyan.store.tables import (balances, carrier_ids, events, ledger, messages, mo,
+                                  orphan_reports, submissions)
+
+from .accounts import Directory
+
+FINAL_STATES = ("delivered", "failed", "expired")
+DELIVERED = "DELIVRD"
+_CHUNK = 500
+
+
+def _chunks(seq: list, n: int = _CHUNK):
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+@dataclass(slots=True)
+class Final:
+    """A message that reached its final state, to be refunded and reported."""
+    message_id: int
+    state: str              # delivered | failed | expired
+    status: str             # the carrier's status text, or ours (REJECT, EXPIRED, CMPP:11, ...)
+
+
+class Receiver:
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+        self.events_written = 0
+
+    # -- finishing messages -------------------------------------------------
+
+    def finalize(self, conn: Connection, finals: list[Final], now: int | None = None) -> int:
+        """Set final states, refund failures by the account's policy, write report events."""
+        if not finals:
+            return 0
+        now = now or now_ms()
+        by_id = {f.message_id: f for f in finals}
+        rows = []
+        for chunk in _chunks(list(by_id)):
+            rows.extend(conn.execute(
+                select(messages.c.id, messages.c.account_id, messages.c.submission_id, messages.c.phone,
+                       messages.c.parts, messages.c.cost, messages.c.refunded, messages.c.state,
+                       messages.c.submitted_at, submissions.c.client_ref, submissions.c.balance_id)
+                .join(submissions, submissions.c.id == messages.c.submission_id)
+                .where(messages.c.id.in_(chunk))).all())
+        updates, refunds, event_rows = [], defaultdict(int), []
+        ledger_rows = []
+        for r in rows:
+            if r.state in FINAL_STATES:
+                continue  # a late or repeated report: the first final state stands
+            f = by_id[r.id]
+            acc = self.directory.by_id(r.account_id)
+            refund = (f.state != "delivered" and r.cost > 0 and not r.refunded
+                      and acc is not None and acc.refund_policy == "failed")
+            if refund:
+                refunds[r.balance_id] += r.cost
+                ledger_rows.append({"balance_id": r.balance_id, "kind": "refund", "amount": r.cost,
+                                    "submission_id": r.submission_id, "message_id": r.id,
+                                    "note": f.status, "created_at": now})
+            updates.append({"mid": r.id, "st": f.state, "status": f.status, "done": now,
+                            "ref": bool(r.refunded or refund)})
+            payload = {"message_id": r.id, "submission_id": r.submission_id, "client_ref": r.client_ref,
+                       "to": r.phone, "status": f.state, "carrier_status": f.status, "parts": r.parts,
+                       "submitted_at": iso(r.submitted_at), "done_at": iso(now),
+                       "cost": r.cost, "refunded": bool(r.refunded or refund)}
+            pending = acc is not None and bool(acc.report_url)
+            event_rows.append({"account_id": r.account_id, "kind": "report", "ref_id": r.id,
+                               "payload": orjson.dumps(payload).decode(), "created_at": now,
+                               "push_state": "pending" if pending else "none", "attempts": 0,
+                               "next_at": now})
+        if updates:
+            conn.execute(update(messages).where(messages.c.id == bindparam("mid")).values(
+                state=bindparam("st"), status=bindparam("status"), done_at=bindparam("done"),
+                refunded=bindparam("ref")), updates)
+        if refunds:
+            conn.execute(update(balances).where(balances.c.id == bindparam("bid"))
+                         .values(amount=balances.c.amount + bindparam("amt")),
+                         [{"bid": b, "amt": a} for b, a in refunds.items()])
+            conn.execute(insert(ledger), ledger_rows)
+        if event_rows:
+            conn.execute(insert(events), event_rows)
+            self.events_written += len(event_rows)
+        return len(event_rows)
+
+    # -- reports ------------------------------------------------------------
+
+    def apply_reports(self, conn: Connection, reports: list[Report], *, keep_orphans: bool = True,
+                      now: int | None = None) -> tuple[int, list[Report]]:
+        """Match reports to parts; roll parts up into messages. Returns (events, unmatched)."""
+        now = now or now_ms()
+        by_channel: dict[int, list[Report]] = defaultdict(list)
+        for r in reports:
+            by_channel[r.channel_id].append(r)
+        parts: dict[tuple[int, str], tuple] = {}
+        for channel_id, reps in by_channel.items():
+            for chunk in _chunks(list({r.carrier_id for r in reps})):
+                for row in conn.execute(
+                        select(carrier_ids.c.id, carrier_ids.c.carrier_id, carrier_ids.c.message_id,
+                               carrier_ids.c.status)
+                        .where(carrier_ids.c.channel_id == channel_id, carrier_ids.c.carrier_id.in_(chunk))
+                        .order_by(carrier_ids.c.id)):
+                    # The newest part with this id wins if a carrier ever reused one.
+                    parts[(channel_id, row.carrier_id)] = row
+        unmatched: list[Report] = []
+        part_updates = []
+        per_message: dict[int, list[str]] = defaultdict(list)
+        for r in reports:
+            row = parts.get((r.channel_id, r.carrier_id))
+            if row is None:
+                unmatched.append(r)
+                continue
+            if row.status is not None:
+                continue  # this part was already reported
+            status = r.status if not r.delivered else DELIVERED
+            parts[(r.channel_id, r.carrier_id)] = (row.id, row.carrier_id, row.message_id, status)
+            part_updates.append({"pid": row.id, "st": status})
+            per_message[row.message_id].append(status)
+        if part_updates:
+            conn.execute(update(carrier_ids).where(carrier_ids.c.id == bindparam("pid"))
+                         .values(status=bindparam("st")), part_updates)
+        finals: list[Final] = []
+        if per_message:
+            rows = []
+            for chunk in _chunks(list(per_message)):
+                rows.extend(conn.execute(select(messages.c.id, messages.c.parts, messages.c.parts_done,
+                                                messages.c.state, messages.c.status)
+                                         .where(messages.c.id.in_(chunk))).all())
+            progress = []
+            for m in rows:
+                if m.state in FINAL_STATES:
+                    continue
+                new = per_message[m.id]
+                done = m.parts_done + len(new)
+                failure = m.status if (m.status and m.status != DELIVERED) else next(
+                    (s for s in new if s != DELIVERED), None)
+                if done >= m.parts:
+                    finals.append(Final(m.id, "failed" if failure else "delivered", failure or DELIVERED))
+                else:
+                    progress.append({"mid": m.id, "n": done, "st": failure})
+            if progress:
+                conn.execute(update(messages).where(messages.c.id == bindparam("mid"))
+                             .values(parts_done=bindparam("n"), status=bindparam("st")), progress)
+        if unmatched and keep_orphans:
+            conn.execute(insert(orphan_reports), [
+                {"channel_id": r.channel_id, "carrier_id": r.carrier_id, "status": r.status,
+                 "delivered": r.delivered, "phone": r.phone,
+                 "done_at": to_ms(r.done_at) if r.done_at else None, "received_at": now, "attempts": 0}
+                for r in unmatched])
+        return self.finalize(conn, finals, now), unmatched
+
+    def retry_orphans(self, conn: Connection, limit: int = 2000, max_attempts: int = 720) -> int:
+        """Match reports that came before their submit was recorded. Returns how many matched.
+
+        A report still unmatched after ``max_attempts`` passes (an hour at the
+        maintenance pace) is kept for inspection but no longer retried.
+        """
+        rows = conn.execute(select(orphan_reports).where(orphan_reports.c.attempts < max_attempts)
+                            .order_by(orphan_reports.c.id).limit(limit)).all()
+        if not rows:
+            return 0
+        reports = [Report(r.channel_id, r.carrier_id, r.status, r.delivered, r.phone) for r in rows]
+        _, unmatched = self.apply_reports(conn, reports, keep_orphans=False)
+        still = {(r.channel_id, r.carrier_id) for r in unmatched}
+        done_ids = [r.id for r in rows if (r.channel_id, r.carrier_id) not in still]
+        for chunk in _chunks(done_ids):
+            conn.execute(delete(orphan_reports).where(orphan_reports.c.id.in_(chunk)))
+        left = [r.id for r in rows if (r.channel_id, r.carrier_id) in still]
+        for chunk in _chunks(left):
+            conn.execute(update(orphan_reports).where(orphan_reports.c.id.in_(chunk))
+                         .values(attempts=orphan_reports.c.attempts + 1))
+        return len(done_ids)
+
+    # -- MO -----------------------------------------------------------------
+
+    def apply_mo(self, conn: Connection, items: list[tuple[Inbound, str]], now: int | None = None) -> int:
+        """Store MO and write an event for the account it belongs to.
+
+        ``items`` pairs each MO with its channel's access code, which the
+        destination number starts with.
+        """
+        now = now or now_ms()
+        written = 0
+        for inbound, access_code in items:
+            account, extno = self.directory.route_mo(inbound.dest, access_code)
+            received = to_ms(inbound.received_at) if inbound.received_at else now
+            mo_id = conn.execute(insert(mo).values(
+                account_id=account.id if account else None, channel_id=inbound.channel_id,
+                phone=inbound.phone, dest=inbound.dest, extno=extno, content=inbound.text,
+                received_at=received)).inserted_primary_key[0]
+            if account is None:
+                continue
+            payload = {"mo_id": mo_id, "from": inbound.phone, "to": inbound.dest, "extno": extno,
+                       "content": inbound.text, "received_at": iso(received)}
+            url = account.mo_url or account.report_url
+            conn.execute(insert(events).values(
+                account_id=account.id, kind="mo", ref_id=mo_id, payload=orjson.dumps(payload).decode(),
+                created_at=now, push_state="pending" if url else "none", attempts=0, next_at=now))
+            written += 1
+        self.events_written += written
+        return written
