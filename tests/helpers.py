@@ -48,3 +48,12 @@ async def until(predicate, timeout: float = 10.0, interval: float = 0.05, what: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+def engines(url: str):
+    """The writer's engine and the readers' engine, as the runtime makes them."""
+    from hongyan.store.db import make_engine
+
+    engine = make_engine(url)
+    reader = make_engine(url, read_only=True) if url.startswith("sqlite") else engine
+    return engine, reader

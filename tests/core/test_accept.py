@@ -13,25 +13,26 @@ from hongyan.core.secrets import Cipher
 from hongyan.domain.clock import now_ms
 from hongyan.domain.outcomes import Code
 from hongyan.store import tables
-from hongyan.store.db import make_engine, migrate
+from hongyan.store.db import migrate
 from hongyan.store.writer import Writer
-from tests.helpers import seed
+from tests.helpers import engines, seed
 
 
 @pytest.fixture
 async def env(settings):
     url = settings.resolved_database_url()
     migrate(url)
-    engine = make_engine(url)
+    engine, reader = engines(url)
     cipher = Cipher(settings.secret_key)
     user = seed(engine, cipher, balance=100)
     writer = Writer(engine, window_ms=1.0)
     writer.start()
-    directory = Directory(engine, cipher)
+    directory = Directory(reader, cipher)
     service = AcceptService(directory, writer)
     yield engine, directory, service, user
     writer.stop()
     engine.dispose()
+    reader.dispose()
 
 
 def count(engine, table) -> int:
