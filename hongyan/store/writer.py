@@ -47,7 +47,8 @@ def _run_jobs(conn: Connection, items: list) -> list:
         fn = items[i][0]
         if getattr(fn, "__batched__", False):
             j = i
-            while j < len(items) and items[j][0] is fn:
+            # == not "is": each access to a bound method makes a new object.
+            while j < len(items) and items[j][0] == fn:
                 j += 1
             out = fn(conn, [it[1] for it in items[i:j]])
             results.extend((True, r) for r in out)

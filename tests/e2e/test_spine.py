@@ -91,3 +91,16 @@ async def test_bad_requests_get_clear_errors(stack):
     with stack.runtime.engine.connect() as conn:
         from hongyan.store.tables import messages
         assert conn.execute(select(messages)).first() is None
+
+
+async def test_openapi_health_and_metrics_are_served(stack):
+    async with httpx.AsyncClient(base_url=stack.base) as client:
+        spec = (await client.get("/openapi.json")).json()
+        assert "/v1/messages" in spec["paths"] and "post" in spec["paths"]["/v1/messages"]
+        assert (await client.get("/docs")).status_code == 200
+        health = (await client.get("/healthz")).json()
+        assert health["status"] == "ok" and health["channels"][0]["name"] == "sim"
+        await until(lambda: stack.runtime.router.channels()[0].connected, what="channel bound")
+        metrics = (await client.get("/metrics")).text
+        assert 'hongyan_channel_connected{channel="sim"} 1.0' in metrics
+        assert "hongyan_commits_total" in metrics
