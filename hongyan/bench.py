@@ -1,0 +1,621 @@
+"""``hongyan bench``: measure the platform from the request to the pushed report.
+
+By default it builds a throw-away installation in a temporary folder: a
+config (SQLite there, free ports), the carrier simulator as its own process
+(``hongyan simulate``), ``hongyan init --demo``, a top-up big enough for the
+run, the demo channel opened up (high mps, wide window, several links) and
+the demo account's report URL pointed at a sink inside this process; then
+``hongyan serve``. It sends the messages through a front door, waits until
+the sink has every report, prints the figures and stops what it started.
+
+With ``--url`` and ``--key`` it drives a server that is already running
+instead. The sink then has to be reachable at the account's report URL:
+either give ``--sink-port`` matching the URL the account already has, or
+``--set-report-url --config PATH`` to point it at the sink (through
+``hongyan account set``).
+
+Front doors: each dialect builds the i-th request of a run (``HttpDoor``);
+a door that is not plain HTTP (CMPP or SMPP submit) overrides ``drive`` and
+returns the same ``LoadResult``.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import click
+import orjson
+
+from hongyan.loadgen import Load, LoadResult, Request, fetch
+from hongyan.sink import Sink
+
+DEFAULT_CONTENT = "【鸿雁】您的验证码是 246810，5 分钟内有效。"
+# Prefixes whose every 8-digit tail is a valid mobile number (CMCC 138/139, Unicom 186, Telecom 189).
+PREFIXES = ("138", "139", "186", "189")
+PROGRESS_EVERY = 1.0
+STATS_EVERY = 0.25
+
+
+# -- what is sent ---------------------------------------------------------------
+
+class Numbers:
+    """Distinct valid mobile numbers: the i-th of a run, from a random start so runs differ."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.base = random.Random(seed).randrange(10 ** 8)
+
+    def __getitem__(self, i: int) -> str:
+        return PREFIXES[i % len(PREFIXES)] + f"{(self.base + i // len(PREFIXES)) % 10 ** 8:08d}"
+
+
+@dataclass
+class Target:
+    """The server under test, as the load sees it."""
+    host: str
+    port: int
+    key: str
+    secret: str | None = None               # the account's API secret: checks push signatures
+    simulator: tuple[str, int] | None = None  # the simulator's control address, for /stats
+
+
+class HttpDoor:
+    """A front door over HTTP: the requests of a run, and which answers mean "accepted"."""
+
+    name = ""
+
+    def __init__(self, target: Target, messages: int, recipients: int, content: str,
+                 numbers: Numbers) -> None:
+        self.target = target
+        self.messages = messages
+        self.recipients = max(1, recipients)
+        self.content = content
+        self.numbers = numbers
+        self.requests = -(-messages // self.recipients)
+        self.accepted_requests = 0
+        self.accepted_messages = 0
+        self.refusals: Counter = Counter()   # (status, code) -> requests
+
+    def phones(self, i: int) -> list[str]:
+        start = i * self.recipients
+        return [self.numbers[j] for j in range(start, min(start + self.recipients, self.messages))]
+
+    def build(self, i: int) -> Request:
+        raise NotImplementedError
+
+    def on_response(self, i: int, status: int, body: bytes) -> None:
+        if status == 200:
+            self.accepted_requests += 1
+            self.accepted_messages += min(self.recipients, self.messages - i * self.recipients)
+        else:
+            self.refusals[(status, self.refusal_code(body))] += 1
+
+    @staticmethod
+    def refusal_code(body: bytes) -> str:
+        try:
+            return str(orjson.loads(body).get("code", ""))
+        except (orjson.JSONDecodeError, AttributeError):
+            return ""
+
+    def start(self, concurrency: int) -> Load:
+        return Load(self.target.host, self.target.port, self.build, concurrency=concurrency,
+                    total=self.requests, on_response=self.on_response)
+
+
+class NativeDoor(HttpDoor):
+    """``POST /v1/messages`` with a Bearer key."""
+
+    name = "native"
+
+    def build(self, i: int) -> Request:
+        phones = self.phones(i)
+        to = phones[0] if len(phones) == 1 else phones
+        headers = {"Authorization": f"Bearer {self.target.key}", "Content-Type": "application/json"}
+        return "POST", "/v1/messages", headers, orjson.dumps({"to": to, "content": self.content})
+
+
+DOORS: dict[str, type[HttpDoor]] = {"native": NativeDoor}
+
+
+# -- the installation under test ---------------------------------------------------
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def coerce_options(pairs: tuple[str, ...]) -> dict:
+    """``KEY=VALUE`` config overrides, typed like the setting they change."""
+    from hongyan.config import Settings
+
+    defaults = Settings()
+    names = {f.name for f in dataclasses.fields(Settings)}
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or key not in names:
+            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE with a setting name as KEY", param_hint="-o")
+        current = getattr(defaults, key)
+        try:
+            if isinstance(current, bool):
+                out[key] = value.lower() in ("1", "true", "yes", "on")
+            elif isinstance(current, int):
+                out[key] = int(value)
+            elif isinstance(current, float):
+                out[key] = float(value)
+            elif isinstance(current, list):
+                out[key] = [v.strip() for v in value.split(",") if v.strip()]
+            else:
+                out[key] = value
+        except ValueError:
+            raise click.BadParameter(f"{pair!r}: {key} takes a {type(current).__name__}",
+                                     param_hint="-o") from None
+    return out
+
+
+def _child_env() -> dict[str, str]:
+    # HONGYAN_* in the caller's environment would override the bench's config.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HONGYAN_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class LocalStack:
+    """Simulator and server processes around a fresh config in ``workdir``."""
+
+    def __init__(self, workdir: Path, *, report_delay: float, fail_rate: float, options: dict,
+                 channel: dict, echo=click.echo) -> None:
+        self.workdir = workdir
+        self.config = workdir / "hongyan.toml"
+        self.report_delay = report_delay
+        self.fail_rate = fail_rate
+        self.options = options
+        self.channel = channel
+        self.echo = echo
+        self.procs: list[tuple[str, subprocess.Popen, Path]] = []
+        self.http_port = self.sim_port = self.control_port = 0
+
+    def cli(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "hongyan.cli", "--config", str(self.config), *args]
+
+    async def run_cli(self, *args: str) -> str:
+        def run() -> subprocess.CompletedProcess:
+            return subprocess.run(self.cli(*args), capture_output=True, text=True, timeout=180,
+                                  env=_child_env(), cwd=self.workdir)
+        done = await asyncio.to_thread(run)
+        if done.returncode != 0:
+            raise click.ClickException(f"`hongyan {' '.join(args)}` failed ({done.returncode}):\n"
+                                       f"{(done.stdout + done.stderr).strip()[-2000:]}")
+        return done.stdout
+
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        log_path = self.workdir / f"{name}.log"
+        with open(log_path, "wb") as log:
+            # Its own session: a Ctrl-C reaches the bench, which then stops it in order.
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=_child_env(),
+                                    cwd=self.workdir, start_new_session=True)
+        self.procs.append((name, proc, log_path))
+        return proc
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        for n, _, path in self.procs:
+            if n == name and path.exists():
+                return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    async def start(self, sink_url: str, messages: int, parts: int) -> Target:
+        from hongyan.config import write_config
+        from hongyan.core.secrets import new_fernet_key
+
+        self.http_port, self.sim_port, self.control_port = free_ports(3)
+        values = {"database_url": f"sqlite:///{self.workdir / 'bench.db'}", "secret_key": new_fernet_key(),
+                  "http_host": "127.0.0.1", "http_port": self.http_port,
+                  # The simulator runs as its own process, so its CPU shows apart from the server's.
+                  "simulator": False, "simulator_port": self.sim_port,
+                  "simulator_report_delay": self.report_delay, **self.options}
+        write_config(str(self.config), values)
+
+        sim = self.spawn("simulator", self.cli(
+            "simulate", "--port", str(self.sim_port), "--control-port", str(self.control_port),
+            "--report-delay", str(self.report_delay), "--fail-rate", str(self.fail_rate)))
+        self.echo(f"setting up in {self.workdir}")
+        await self.run_cli("init", "--demo")
+        await self.run_cli("account", "topup", "demo", str(max(1, messages * parts)), "--note", "bench")
+        await self.run_cli("account", "set", "demo", "--report-url", sink_url)
+        await self.run_cli("channel", "set", "simulator", *[a for k, v in self.channel.items()
+                                                             for a in (f"--{k}", str(v))])
+        await wait_until(lambda: _get_json("127.0.0.1", self.control_port, "/stats"), 30,
+                         "the simulator's control port", proc=sim, tail=lambda: self.log_tail("simulator"))
+        key, secret = self.demo_key()
+        server = self.spawn("server", self.cli("serve"))
+        health = await wait_until(lambda: _get_json("127.0.0.1", self.http_port, "/healthz"), 90,
+                                  "the server's /healthz", proc=server, tail=lambda: self.log_tail("server"))
+        await self._wait_channels(health)
+        return Target("127.0.0.1", self.http_port, key, secret, ("127.0.0.1", self.control_port))
+
+    def demo_key(self) -> tuple[str, str]:
+        """The demo account's Bearer key and secret, the way ``hongyan demo`` reads them."""
+        from sqlalchemy import select
+
+        from hongyan.config import load
+        from hongyan.core.secrets import Cipher, bearer_key
+        from hongyan.store.db import make_engine
+        from hongyan.store.tables import accounts
+
+        s = load(str(self.config))
+        engine = make_engine(s.resolved_database_url(), synchronous=s.sqlite_synchronous, pool_size=1)
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(select(accounts.c.key_id, accounts.c.secret_enc)
+                                   .where(accounts.c.username == "demo")).one()
+        finally:
+            engine.dispose()
+        secret = Cipher(s.secret_key).decrypt(row.secret_enc)
+        return bearer_key(row.key_id, secret), secret
+
+    async def _wait_channels(self, health: dict, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            channels = health.get("channels") or []
+            if channels and all(c.get("connected") for c in channels):
+                return
+            await asyncio.sleep(0.2)
+            health = await _get_json("127.0.0.1", self.http_port, "/healthz") or health
+        self.echo(f"warning: channels not all connected after {timeout:.0f} s: {health.get('channels')}")
+
+    async def stop(self) -> None:
+        # The server first, so it does not spend its shutdown reconnecting to a gone simulator.
+        for name, proc, _ in reversed(self.procs):
+            await stop_process(proc)
+        self.procs.clear()
+
+
+async def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while proc.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    if proc.poll() is None:
+        proc.kill()
+        await asyncio.to_thread(proc.wait, 5)
+
+
+async def _get_json(host: str, port: int, path: str) -> dict | None:
+    try:
+        msg = await fetch(host, port, "GET", path, timeout=5)
+    except (OSError, TimeoutError, ValueError):
+        return None
+    if msg.status != 200:
+        return None
+    try:
+        return orjson.loads(msg.body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+async def wait_until(probe, timeout: float, what: str, proc: subprocess.Popen | None = None, tail=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise click.ClickException(f"{what}: the process exited ({proc.returncode}):\n"
+                                       f"{tail() if tail else ''}")
+        value = await probe()
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise click.ClickException(f"{what}: no answer within {timeout:.0f} s\n{tail() if tail else ''}")
+
+
+# -- watching the run ---------------------------------------------------------------
+
+@dataclass
+class Watch:
+    """Simulator counters sampled during the run, and the progress line."""
+    simulator: tuple[str, int] | None
+    samples: list[tuple[float, int, int]] = field(default_factory=list)  # (wall time, submits, reports)
+
+    async def sample(self) -> None:
+        if self.simulator is None:
+            return
+        stats = await _get_json(*self.simulator, "/stats")
+        if stats:
+            self.samples.append((time.time(), int(stats.get("submits", 0)), int(stats.get("reports_sent", 0))))
+
+    def submits(self) -> int:
+        if len(self.samples) < 1:
+            return 0
+        return self.samples[-1][1] - self.samples[0][1]
+
+    def submit_window(self, start: float) -> tuple[int, float]:
+        """Submits during the run, and the seconds from ``start`` until the last one was seen."""
+        if len(self.samples) < 2:
+            return 0, 0.0
+        base, final = self.samples[0][1], self.samples[-1][1]
+        end = next(t for t, s, _ in self.samples if s == final)
+        return final - base, max(end - start, 0.0)
+
+    def reports_sent(self) -> int:
+        if len(self.samples) < 2:
+            return 0
+        return self.samples[-1][2] - self.samples[0][2]
+
+
+async def watch(door: HttpDoor, load: Load, sink: Sink, w: Watch, stop: asyncio.Event, echo) -> None:
+    tty = sys.stdout.isatty()
+    started = time.monotonic()
+    next_line = started + PROGRESS_EVERY
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), STATS_EVERY)
+        except TimeoutError:
+            pass
+        await w.sample()
+        now = time.monotonic()
+        if now >= next_line or stop.is_set():
+            next_line = now + PROGRESS_EVERY
+            unit = "" if door.recipients == 1 else " requests"
+            line = (f"  {now - started:5.0f} s  sent {load.sent}{unit}  accepted {door.accepted_messages}"
+                    f"  submits {w.submits()}  reports {sink.total('report')}")
+            echo(("\r" + line + "   ") if tty else line, nl=not tty)
+    if tty:
+        echo("")
+
+
+# -- the run -------------------------------------------------------------------------
+
+def machine() -> dict:
+    return {"cores": os.cpu_count(), "python": platform.python_version(),
+            "implementation": platform.python_implementation(), "platform": platform.platform()}
+
+
+def summarize(door: HttpDoor, res: LoadResult, sink: Sink, w: Watch, reports_complete: bool) -> dict:
+    sent_window = max(res.last_end - res.first_start, 1e-9)
+    submits, submit_secs = w.submit_window(res.first_start)
+    reports = sink.total("report")
+    by_status = dict(sink.counts.get("report", {}))
+    e2e = max(sink.last_at - res.first_start, 1e-9) if reports else 0.0
+    errors = {f"{status} {code}".strip(): n for (status, code), n in door.refusals.items()}
+    errors.update({k: n for k, n in res.errors.items()})
+    return {
+        "dialect": door.name, "messages": door.messages, "recipients_per_request": door.recipients,
+        "requests": door.requests, "answered": res.answered,
+        "accepted_requests": door.accepted_requests, "accepted_messages": door.accepted_messages,
+        "load_seconds": round(sent_window, 3),
+        "accepted_requests_per_s": round(door.accepted_requests / sent_window, 1),
+        "accepted_messages_per_s": round(door.accepted_messages / sent_window, 1),
+        "latency_ms": {"p50": round(res.percentile(0.50) * 1000, 2), "p99": round(res.percentile(0.99) * 1000, 2),
+                       "max": round(max(res.latencies, default=0.0) * 1000, 2)},
+        "connections": res.connections,
+        "errors": errors,
+        "simulator": None if w.simulator is None else {
+            "submits": submits, "seconds": round(submit_secs, 3),
+            "submits_per_s": round(submits / submit_secs, 1) if submit_secs else 0.0,
+            "reports_sent": w.reports_sent()},
+        "reports": {"received": reports, "delivered": by_status.get("delivered", 0),
+                    "failed": by_status.get("failed", 0),
+                    "other": {k: v for k, v in by_status.items() if k not in ("delivered", "failed")},
+                    "repeated": sink.duplicates, "rejected_pushes": sink.rejected, "bad_pushes": sink.bad,
+                    "complete": reports_complete},
+        "end_to_end": {"seconds": round(e2e, 3), "messages_per_s": round(reports / e2e, 1) if e2e else 0.0},
+    }
+
+
+def render(r: dict, echo) -> None:
+    lat = r["latency_ms"]
+    echo(f"requests    {r['answered']} of {r['requests']} answered, {r['accepted_requests']} accepted "
+         f"in {r['load_seconds']:.2f} s over {r['connections']} connection(s)")
+    echo(f"accepted    {r['accepted_requests_per_s']:.0f} requests/s, "
+         f"{r['accepted_messages_per_s']:.0f} recipient-messages/s")
+    echo(f"latency     p50 {lat['p50']:.1f} ms   p99 {lat['p99']:.1f} ms   max {lat['max']:.1f} ms")
+    errs = r["errors"]
+    echo("errors      " + (", ".join(f"{k}: {v}" for k, v in sorted(errs.items())) if errs else "none"))
+    sim = r["simulator"]
+    if sim is not None:
+        echo(f"simulator   {sim['submits']} submits in {sim['seconds']:.2f} s: {sim['submits_per_s']:.0f} submits/s; "
+             f"{sim['reports_sent']} reports sent")
+    rep = r["reports"]
+    other = ", ".join(f"{k} {v}" for k, v in rep["other"].items())
+    echo(f"reports     {rep['received']} received: delivered {rep['delivered']}, failed {rep['failed']}"
+         f"{', ' + other if other else ''}; {rep['repeated']} repeated, {rep['rejected_pushes']} pushes "
+         f"with a bad signature{'' if rep['complete'] else '  (INCOMPLETE: timed out)'}")
+    e2e = r["end_to_end"]
+    echo(f"end to end  {e2e['messages_per_s']:.0f} messages/s ({rep['received']} in {e2e['seconds']:.2f} s, "
+         f"first request sent to last report received)")
+
+
+@dataclass
+class BenchOptions:
+    messages: int
+    recipients: int
+    concurrency: int
+    dialect: str
+    content: str
+    url: str | None
+    key: str | None
+    secret: str | None
+    simulator_stats: str | None
+    sink_host: str
+    sink_port: int
+    set_report_url: bool
+    config: str | None
+    report_delay: float
+    fail_rate: float
+    timeout: float | None
+    keep: bool
+    options: dict
+    channel: dict
+
+
+async def run_bench(o: BenchOptions, echo=click.echo) -> dict:
+    from hongyan.domain.segments import count_parts
+
+    m = machine()
+    echo(f"machine     {m['cores']} cores, {m['implementation']} {m['python']}, {m['platform']}")
+    parts = count_parts(o.content)
+    workdir: Path | None = None
+    stack: LocalStack | None = None
+    sink = Sink(o.sink_host, o.sink_port)
+    stop = asyncio.Event()
+    watcher: asyncio.Task | None = None
+    try:
+        await sink.start()
+        if o.url is None:
+            workdir = Path(tempfile.mkdtemp(prefix="hongyan-bench-"))
+            stack = LocalStack(workdir, report_delay=o.report_delay, fail_rate=o.fail_rate,
+                               options=o.options, channel=o.channel, echo=echo)
+            target = await stack.start(sink.url, o.messages, parts)
+        else:
+            target = await remote_target(o, sink, echo)
+        sink.secret = target.secret
+        door = DOORS[o.dialect](target, o.messages, o.recipients, o.content, Numbers())
+        echo(f"bench       {door.name}: {o.messages} messages, {door.recipients} recipient(s)/request, "
+             f"{door.requests} requests, concurrency {o.concurrency}, {parts} part(s) each, "
+             f"reports to {sink.url}")
+        w = Watch(target.simulator)
+        await w.sample()
+        load = door.start(o.concurrency)
+        watcher = asyncio.create_task(watch(door, load, sink, w, stop, echo))
+        res = await load.run()
+        timeout = o.timeout if o.timeout is not None else 60 + door.accepted_messages / 200
+        complete = await sink.wait_for(door.accepted_messages, timeout)
+        stop.set()
+        await watcher
+        await w.sample()
+        result = {"machine": m, **summarize(door, res, sink, w, complete)}
+        render(result, echo)
+        if stack is not None and not complete:
+            echo(f"server log tail:\n{stack.log_tail('server', 15)}")
+        return result
+    finally:
+        stop.set()
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        if stack is not None:
+            await stack.stop()
+        await sink.stop()
+        if workdir is not None:
+            if o.keep:
+                echo(f"kept {workdir}")
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def remote_target(o: BenchOptions, sink: Sink, echo) -> Target:
+    parts = urlsplit(o.url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise click.UsageError("--url must be http://HOST:PORT")
+    if not o.key:
+        raise click.UsageError("--url needs --key (the account's Bearer API key)")
+    host, port = parts.hostname, parts.port or 80
+    sim = None
+    if o.simulator_stats:
+        s = urlsplit(o.simulator_stats)
+        sim = (s.hostname or "127.0.0.1", s.port or 80)
+    if o.set_report_url:
+        if not o.config:
+            raise click.UsageError("--set-report-url needs --config (the server's config file)")
+        msg = await fetch(host, port, "GET", "/v1/account", {"Authorization": f"Bearer {o.key}"})
+        if msg.status != 200:
+            raise click.ClickException(f"GET /v1/account answered {msg.status}: {msg.body[:200]!r}")
+        username = orjson.loads(msg.body)["username"]
+        done = await asyncio.to_thread(subprocess.run, [
+            sys.executable, "-m", "hongyan.cli", "--config", o.config, "account", "set", username,
+            "--report-url", sink.url], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise click.ClickException(f"setting the report URL failed:\n{done.stdout}{done.stderr}")
+        echo(f"report_url of {username} set to {sink.url}")
+        # The server caches accounts for a few seconds; let it see the new URL.
+        await asyncio.sleep(3.5)
+    elif o.sink_port == 0:
+        raise click.UsageError("with --url, give --sink-port matching the account's report_url "
+                               "(or --set-report-url --config PATH)")
+    return Target(host, port, o.key, o.secret, sim)
+
+
+def _run(coro):
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+@click.command("bench")
+@click.option("--messages", type=click.IntRange(1), default=20_000, show_default=True,
+              help="Recipient-messages to send in all.")
+@click.option("--recipients", type=click.IntRange(1, 50_000), default=1, show_default=True,
+              help="Numbers per request (1000 for the batch case).")
+@click.option("--concurrency", type=click.IntRange(1), default=64, show_default=True,
+              help="Connections, each with one request in flight.")
+@click.option("--dialect", type=click.Choice(sorted(DOORS)), default="native", show_default=True,
+              help="Front door the requests use.")
+@click.option("--content", default=DEFAULT_CONTENT, show_default=True, help="The text sent.")
+@click.option("--url", default=None, help="Drive this running server (http://HOST:PORT) instead of starting one.")
+@click.option("--key", default=None, help="With --url: the account's Bearer API key.")
+@click.option("--secret", default=None, help="With --url: the account's API secret, to check push signatures.")
+@click.option("--simulator-stats", default=None, help="With --url: the simulator's control URL, for submits/s.")
+@click.option("--sink-host", default="127.0.0.1", show_default=True, help="Where the report sink listens.")
+@click.option("--sink-port", type=int, default=0, help="The sink's port (default: any free one).")
+@click.option("--set-report-url", is_flag=True,
+              help="With --url: point the account's report_url at the sink (needs --config).")
+@click.option("--config", "config_path", default=None, help="With --set-report-url: the server's config file.")
+@click.option("--report-delay", type=float, default=0.5, show_default=True,
+              help="Seconds the simulator waits before reporting.")
+@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of messages the simulator reports as failed.")
+@click.option("--mps", type=int, default=50_000, show_default=True, help="The simulator channel's messages/s.")
+@click.option("--window", type=int, default=128, show_default=True, help="The simulator channel's window.")
+@click.option("--links", type=int, default=4, show_default=True, help="The simulator channel's connections.")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A server setting for the bench config, e.g. -o sqlite_synchronous=NORMAL (repeatable).")
+@click.option("--timeout", type=float, default=None,
+              help="Seconds to wait for the reports after the load (default 60 + 1 s per 200 messages).")
+@click.option("--keep", is_flag=True, help="Keep the temporary folder (config, database, logs).")
+@click.option("--json", "as_json", is_flag=True, help="Also print the result as JSON.")
+def bench_command(messages: int, recipients: int, concurrency: int, dialect: str, content: str,
+                  url: str | None, key: str | None, secret: str | None, simulator_stats: str | None,
+                  sink_host: str, sink_port: int, set_report_url: bool, config_path: str | None,
+                  report_delay: float, fail_rate: float, mps: int, window: int, links: int,
+                  options: tuple[str, ...], timeout: float | None, keep: bool, as_json: bool) -> None:
+    """Measure accepted requests/s, submits/s and end-to-end messages/s, request to pushed report."""
+    o = BenchOptions(messages=messages, recipients=recipients, concurrency=concurrency, dialect=dialect,
+                     content=content, url=url, key=key, secret=secret, simulator_stats=simulator_stats,
+                     sink_host=sink_host, sink_port=sink_port, set_report_url=set_report_url,
+                     config=config_path, report_delay=report_delay, fail_rate=fail_rate, timeout=timeout,
+                     keep=keep, options=coerce_options(options),
+                     channel={"mps": mps, "window": window, "connections": links})
+    try:
+        result = _run(run_bench(o))
+    except KeyboardInterrupt:
+        raise click.Abort() from None
+    if as_json:
+        click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
