@@ -148,6 +148,8 @@ class _Link(asyncio.Protocol):
         self.last_test = 0.0
         self.tests_unanswered = 0
         self.terminating = False
+        self._acks: list[bytes] = []
+        self._ack_flush = False
         self._handlers = {
             SubmitResp: self._on_submit_resp,
             Deliver: self._on_deliver,
@@ -301,15 +303,36 @@ class _Link(asyncio.Protocol):
 
     def _on_deliver(self, ev: Deliver, out: list[bytes]) -> None:
         ch = self.ch
-        # Answer first, so a callback that raises cannot make the gateway resend.
-        out.append(self.conn.send(DeliverResp(sequence_id=ev.sequence_id, msg_id=ev.msg_id, result=0)))
+        resp = self.conn.send(DeliverResp(sequence_id=ev.sequence_id, msg_id=ev.msg_id, result=0))
         r = ev.report
         if r is not None:
+            # The gateway hears "got it" only once the core has committed the
+            # report: if we die before that, it delivers the report again.
             stat = r.stat
             ch.events.report(Report(ch.config.id, msgid.to_str(r.msg_id), stat, stat == "DELIVRD",
-                                    r.dest_terminal_id, ch._done_at(r.done_time)))
+                                    r.dest_terminal_id, ch._done_at(r.done_time), ack=self._ack_later(resp)))
         else:
-            ch._on_mo(ev)
+            ch._on_mo(ev, self._ack_later(resp), out, resp)
+
+    def _ack_later(self, resp: bytes):
+        transport = self.transport
+
+        def ack() -> None:
+            # Only on the connection the DELIVER came on: after a reconnect the
+            # gateway has already queued it again.
+            if transport is None or self.transport is not transport or transport.is_closing():
+                return
+            self._acks.append(resp)
+            if not self._ack_flush:
+                self._ack_flush = True
+                asyncio.get_running_loop().call_soon(self._flush_acks)
+        return ack
+
+    def _flush_acks(self) -> None:
+        self._ack_flush = False
+        acks, self._acks = self._acks, []
+        if acks and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(acks))
 
     def _on_active_test(self, ev: ActiveTest, out: list[bytes]) -> None:
         out.append(self.conn.send(ActiveTestResp(sequence_id=ev.sequence_id)))
@@ -595,7 +618,7 @@ class CmppChannel(Channel):
             for (phone, dest, _, _), text in self._reassembler.expire(now):
                 self._deliver_mo(phone, dest, text)
 
-    def _on_mo(self, ev: Deliver) -> None:
+    def _on_mo(self, ev: Deliver, ack, out: list[bytes], resp: bytes) -> None:
         content = ev.msg_content
         info = None
         if ev.tp_udhi:
@@ -607,10 +630,14 @@ class CmppChannel(Channel):
             text = self._reassembler.add((phone, dest, info.ref, info.total), info.total, info.seq,
                                          text, time.monotonic())
             if text is None:
-                return  # more parts to come
+                # A part is held in memory until its message is whole; it is
+                # answered now, and only the part that completes the message
+                # waits for the commit.
+                out.append(resp)
+                return
         else:
             text = decode_payload(content, ev.msg_fmt)
-        self._deliver_mo(phone, dest, text)
+        self._deliver_mo(phone, dest, text, ack)
 
-    def _deliver_mo(self, phone: str, dest: str, text: str) -> None:
-        self.events.mo(Inbound(self.config.id, phone=phone, dest=dest, text=text))
+    def _deliver_mo(self, phone: str, dest: str, text: str, ack=None) -> None:
+        self.events.mo(Inbound(self.config.id, phone=phone, dest=dest, text=text, ack=ack))

@@ -60,6 +60,9 @@ class _Session(asyncio.Protocol):
         self.unanswered = 0       # submits received whose answer has not been written
         self.max_inflight = 0
         self.delayed: deque[tuple[float, bytes]] = deque()
+        # Reports written but not yet answered, by sequence id: a real gateway
+        # delivers them again if the link drops before the SP answers.
+        self.awaiting: dict[int, tuple] = {}
         self._handlers = {
             Connect: self._on_connect,
             Submit: self._on_submit,
@@ -193,6 +196,7 @@ class _Session(asyncio.Protocol):
             out.append(answer)
 
     def _on_deliver_resp(self, ev: DeliverResp, out: list[bytes]) -> None:
+        self.awaiting.pop(ev.sequence_id, None)
         if ev.result:
             self.sim.stats["resp_errors"] += 1
 
@@ -348,6 +352,12 @@ class CmppSimulator:
 
     def _unbind(self, session: _Session) -> None:
         self._sessions.discard(session)
+        if session.awaiting:
+            # Unanswered reports go out again, on another link of the SP or when it binds.
+            self.stats["reports_redelivered"] = self.stats.get("reports_redelivered", 0) + len(session.awaiting)
+            now = time.monotonic()
+            self._reports.extendleft((now,) + tuple(e[1:]) for e in reversed(list(session.awaiting.values())))
+            session.awaiting.clear()
         if session.bound:
             session.bound = False
             self.stats["connections"] -= 1
@@ -446,13 +456,16 @@ class CmppSimulator:
             conn = session.conn
             report = StatusReport(msg_id=msg_id, stat=stat, submit_time=submit_time,
                                   done_time=done_time, dest_terminal_id=phone)
+            seq = conn.next_sequence()
             try:
-                data = conn.send(Deliver(sequence_id=conn.next_sequence(), msg_id=next_id(),
+                data = conn.send(Deliver(sequence_id=seq, msg_id=next_id(),
                                          dest_id=src_id, src_terminal_id=phone,
                                          registered_delivery=1, report=report))
             except CmppError as e:
                 log.warning("simulator: cannot send a report to %s: %s", sp, e)
                 continue
+            if len(session.awaiting) < BACKLOG_LIMIT:
+                session.awaiting[seq] = entry
             chunk = batches.get(session)
             if chunk is None:
                 chunk = batches[session] = []
