@@ -1,19 +1,27 @@
 """The ASGI app: every HTTP front door, health and metrics, over one Runtime."""
 from __future__ import annotations
 
+import inspect
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 
-from hongyan import __version__
+from hongyan import __version__, console
 from hongyan.config import Settings
 from hongyan.dialects import rest
-from hongyan.domain.outcomes import Code, fail
 from hongyan.metrics import render_metrics
 from hongyan.runtime import Runtime
 from hongyan.web import JSON
+
+
+def _no_telemetry() -> dict:
+    # Recent FastAPI checks for OpenTelemetry on every request; Hongyan exports
+    # Prometheus metrics instead, so that check is switched off where it exists.
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    return {}
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
@@ -29,8 +37,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     app = FastAPI(title="Hongyan", version=__version__, lifespan=lifespan,
                   description="Hongyan (鸿雁) enterprise SMS platform: the native API.",
-                  default_response_class=JSON)
+                  default_response_class=JSON, **_no_telemetry())
     app.include_router(rest.router)
+    app.include_router(console.router)
 
     @app.exception_handler(rest.ApiError)
     async def _api_error(request: Request, exc: rest.ApiError):
@@ -38,13 +47,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        errors = exc.errors()
-        first = errors[0] if errors else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        if first.get("type") == "json_invalid":
-            return rest.error_response(fail(Code.INVALID_JSON, first.get("msg", "")))
-        code = Code.MISSING_PARAMETER if first.get("type") == "missing" else Code.INVALID_PARAMETER
-        return rest.error_response(fail(code, f"{where}: {first.get('msg', '')}".strip(": ")))
+        return rest.error_response(rest.validation_outcome(exc.errors()))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz(request: Request):

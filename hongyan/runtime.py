@@ -55,7 +55,14 @@ class Runtime:
         self.simulator = None
         self._tasks: list[asyncio.Task] = []
 
-    def _accepted(self) -> None:
+    def _accepted(self, submission_id: int, content: str, extno: str, product_id: int | None,
+                  scheduled: bool) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.remember(submission_id, (content, extno, product_id))
+            if not scheduled:
+                self.dispatcher.wake()
+
+    def _requeued(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.wake()
 
@@ -77,7 +84,7 @@ class Runtime:
             if s.simulator:
                 await self._start_simulator()
             self.recorder = Recorder(self.writer, self.receiver, on_events=self._events,
-                                     on_requeued=self._accepted)
+                                     on_requeued=self._requeued)
             await self._start_channels()
             self.dispatcher = Dispatcher(self.writer, self.reader, self.directory, self.router, self.node_id,
                                          batch=s.dispatch_batch, postgres=not s.is_sqlite)
@@ -86,7 +93,7 @@ class Runtime:
             self.notifier = Notifier(self.writer, self.directory, batch=s.push_batch,
                                      timeout=s.push_timeout, max_attempts=s.push_max_attempts)
             self._spawn(self.notifier.run())
-        self._spawn(Maintenance(self.writer, self.receiver, self.node_id, on_requeued=self._accepted,
+        self._spawn(Maintenance(self.writer, self.receiver, self.node_id, on_requeued=self._requeued,
                                 on_events=self._events).run())
 
     def _spawn(self, *coros) -> None:

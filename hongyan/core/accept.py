@@ -82,7 +82,10 @@ def _request_hash(req: SendRequest, phones: list[str]) -> str:
 
 
 class AcceptService:
-    def __init__(self, directory: Directory, writer: Writer, *, on_accepted: Callable[[], None] | None = None) -> None:
+    def __init__(self, directory: Directory, writer: Writer, *,
+                 on_accepted: Callable[[int, str, str, int | None, bool], None] | None = None) -> None:
+        """``on_accepted(submission_id, content, extno, product_id, scheduled)`` is told
+        of every committed submission (the dispatcher keeps the content at hand)."""
         self.directory = directory
         self.writer = writer
         self.submission_ids = IdBlocks("submission", 1000)
@@ -150,8 +153,9 @@ class AcceptService:
         if isinstance(prepared, Outcome):
             return prepared
         outcome = await self.writer.run(self._commit, prepared)
-        if outcome.ok and self.on_accepted is not None and not prepared.scheduled:
-            self.on_accepted()
+        if outcome.ok and self.on_accepted is not None and not outcome.data["replayed"]:
+            self.on_accepted(outcome.data["submission_id"], prepared.content, prepared.extno,
+                             prepared.product_id, prepared.scheduled)
         return outcome
 
     @batched

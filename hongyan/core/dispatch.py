@@ -86,7 +86,7 @@ class Dispatcher:
         if missing:
             found = await asyncio.get_running_loop().run_in_executor(None, self._load_contents, missing)
             for sid, value in found.items():
-                self._remember(sid, value)
+                self.remember(sid, value)
         by_channel: dict[int, list[Outbound]] = {}
         unroutable: list[int] = []
         for r in rows:
@@ -113,7 +113,8 @@ class Dispatcher:
                                 .where(submissions.c.id.in_(ids))).all()
         return {r.id: (r.content, r.extno, r.product_id) for r in rows}
 
-    def _remember(self, sid: int, value: tuple) -> None:
+    def remember(self, sid: int, value: tuple) -> None:
+        """Keep a submission's content at hand for when its messages are claimed."""
         self._contents[sid] = value
         if len(self._contents) > 20_000:
             self._contents.popitem(last=False)

@@ -107,23 +107,24 @@ class Writer:
         if first is _STOP:
             return [], True
         batch = [first]
-        stop = False
         deadline = time.monotonic() + self.window
         while len(batch) < self.max_batch:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                # Wait a moment for company only while the queue is busy: a lone
-                # request is committed at once.
-                if len(batch) > 1 and time.monotonic() < deadline:
-                    time.sleep(0.0002)
-                    continue
-                break
+                # Wait a moment for company only while requests are arriving
+                # together: a lone request is committed at once.
+                left = deadline - time.monotonic()
+                if len(batch) == 1 or left <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=left)
+                except queue.Empty:
+                    break
             if item is _STOP:
-                stop = True
-                break
+                return batch, True
             batch.append(item)
-        return batch, stop
+        return batch, False
 
     def _run(self) -> None:
         conn = self.engine.connect()
