@@ -17,12 +17,15 @@ from sqlalchemy import Connection, bindparam, insert, select, tuple_, update
 from hongyan.domain import numbers, segments
 from hongyan.domain.clock import now_ms
 from hongyan.domain.outcomes import Code, Outcome, fail, ok
+from hongyan.store.bulk import insert_rows
 from hongyan.store.ids import IdBlocks
 from hongyan.store.tables import balances, ledger, messages, submissions
 from hongyan.store.writer import Writer, batched
 
 from .accounts import Account, Directory
 
+MESSAGE_COLUMNS = ("id", "submission_id", "account_id", "phone", "carrier", "parts", "cost", "state",
+                   "due_at", "attempts", "parts_done", "refunded")
 MAX_SCHEDULE_AHEAD_MS = 366 * 24 * 3600 * 1000
 # A scheduled time a little in the past (clock skew, slow client) means "now".
 SCHEDULE_GRACE_MS = 5 * 60 * 1000
@@ -215,16 +218,14 @@ class AcceptService:
             ledger_rows.append({"balance_id": p.balance_id, "kind": "debit", "amount": -p.cost,
                                 "submission_id": sid, "message_id": None, "note": "", "created_at": now})
             per = p.parts * p.price
-            msg_rows.extend({"id": mid, "submission_id": sid, "account_id": p.account_id, "phone": ph,
-                             "carrier": ca, "parts": p.parts, "cost": per, "state": "queued",
-                             "due_at": p.due_at, "attempts": 0, "parts_done": 0, "refunded": False}
+            msg_rows.extend((mid, sid, p.account_id, ph, ca, p.parts, per, "queued", p.due_at, 0, 0, False)
                             for mid, ph, ca in zip(ids, p.phones, p.carriers))
             results[i] = ok(submission_id=sid, message_ids=ids, phones=p.phones, parts=p.parts,
                             cost=p.cost, balance=amounts[p.balance_id], invalid=p.invalid,
                             scheduled_at=p.due_at if p.scheduled else None, replayed=False)
         conn.execute(insert(submissions), sub_rows)
         conn.execute(insert(ledger), ledger_rows)
-        conn.execute(insert(messages), msg_rows)
+        insert_rows(conn, messages, MESSAGE_COLUMNS, msg_rows)
 
     def _idempotency(self, conn: Connection, preps: list[_Prepared],
                      results: list) -> tuple[list[int], list[tuple[int, int]]]:

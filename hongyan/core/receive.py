@@ -13,12 +13,14 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from hongyan.channels.base import Inbound, Report
 from hongyan.domain.clock import iso, now_ms, to_ms
+from hongyan.store.bulk import insert_rows, update_rows
 from hongyan.store.tables import (balances, carrier_ids, events, ledger, messages, mo,
                                   orphan_reports, submissions)
 
 from .accounts import Directory
 
 FINAL_STATES = ("delivered", "failed", "expired")
+EVENT_COLUMNS = ("account_id", "kind", "ref_id", "payload", "created_at", "push_state", "attempts", "next_at")
 DELIVERED = "DELIVRD"
 _CHUNK = 500
 
@@ -71,29 +73,22 @@ class Receiver:
                 ledger_rows.append({"balance_id": r.balance_id, "kind": "refund", "amount": r.cost,
                                     "submission_id": r.submission_id, "message_id": r.id,
                                     "note": f.status, "created_at": now})
-            updates.append({"mid": r.id, "st": f.state, "status": f.status, "done": now,
-                            "ref": bool(r.refunded or refund)})
+            updates.append((f.state, f.status, now, bool(r.refunded or refund), r.id))
             payload = {"message_id": r.id, "submission_id": r.submission_id, "client_ref": r.client_ref,
                        "to": r.phone, "status": f.state, "carrier_status": f.status, "parts": r.parts,
                        "submitted_at": iso(r.submitted_at), "done_at": iso(now),
                        "cost": r.cost, "refunded": bool(r.refunded or refund)}
             pending = acc is not None and bool(acc.report_url)
-            event_rows.append({"account_id": r.account_id, "kind": "report", "ref_id": r.id,
-                               "payload": orjson.dumps(payload).decode(), "created_at": now,
-                               "push_state": "pending" if pending else "none", "attempts": 0,
-                               "next_at": now})
-        if updates:
-            conn.execute(update(messages).where(messages.c.id == bindparam("mid")).values(
-                state=bindparam("st"), status=bindparam("status"), done_at=bindparam("done"),
-                refunded=bindparam("ref")), updates)
+            event_rows.append((r.account_id, "report", r.id, orjson.dumps(payload).decode(), now,
+                               "pending" if pending else "none", 0, now))
+        update_rows(conn, messages, ("state", "status", "done_at", "refunded"), "id = ?", updates)
         if refunds:
             conn.execute(update(balances).where(balances.c.id == bindparam("bid"))
                          .values(amount=balances.c.amount + bindparam("amt")),
                          [{"bid": b, "amt": a} for b, a in refunds.items()])
             conn.execute(insert(ledger), ledger_rows)
-        if event_rows:
-            conn.execute(insert(events), event_rows)
-            self.events_written += len(event_rows)
+        insert_rows(conn, events, EVENT_COLUMNS, event_rows)
+        self.events_written += len(event_rows)
         return len(event_rows)
 
     # -- reports ------------------------------------------------------------
@@ -127,11 +122,9 @@ class Receiver:
                 continue  # this part was already reported
             status = r.status if not r.delivered else DELIVERED
             parts[(r.channel_id, r.carrier_id)] = (row.id, row.carrier_id, row.message_id, status)
-            part_updates.append({"pid": row.id, "st": status})
+            part_updates.append((status, row.id))
             per_message[row.message_id].append(status)
-        if part_updates:
-            conn.execute(update(carrier_ids).where(carrier_ids.c.id == bindparam("pid"))
-                         .values(status=bindparam("st")), part_updates)
+        update_rows(conn, carrier_ids, ("status",), "id = ?", part_updates)
         finals: list[Final] = []
         if per_message:
             rows = []
@@ -139,7 +132,7 @@ class Receiver:
                 rows.extend(conn.execute(select(messages.c.id, messages.c.parts, messages.c.parts_done,
                                                 messages.c.state, messages.c.status)
                                          .where(messages.c.id.in_(chunk))).all())
-            progress = []
+            progress: list[tuple] = []
             for m in rows:
                 if m.state in FINAL_STATES:
                     continue
@@ -150,10 +143,8 @@ class Receiver:
                 if done >= m.parts:
                     finals.append(Final(m.id, "failed" if failure else "delivered", failure or DELIVERED))
                 else:
-                    progress.append({"mid": m.id, "n": done, "st": failure})
-            if progress:
-                conn.execute(update(messages).where(messages.c.id == bindparam("mid"))
-                             .values(parts_done=bindparam("n"), status=bindparam("st")), progress)
+                    progress.append((done, failure, m.id))
+            update_rows(conn, messages, ("parts_done", "status"), "id = ?", progress)
         if unmatched and keep_orphans:
             conn.execute(insert(orphan_reports), [
                 {"channel_id": r.channel_id, "carrier_id": r.carrier_id, "status": r.status,

@@ -15,10 +15,11 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from hongyan.channels.base import Inbound, Report
 from hongyan.domain.clock import now_ms
+from hongyan.store.bulk import insert_rows, update_rows
 from hongyan.store.tables import carrier_ids, messages
 from hongyan.store.writer import Writer
 
@@ -137,13 +138,10 @@ class Recorder:
     def _record(self, conn: Connection, batch: _Batch) -> tuple[int, int]:
         now = now_ms()
         if batch.sent:
-            conn.execute(insert(carrier_ids), [
-                {"channel_id": ch, "carrier_id": cid, "message_id": mid, "part_no": n, "status": None}
-                for mid, ch, cids in batch.sent for n, cid in enumerate(cids, 1)])
-            conn.execute(update(messages).where(messages.c.id == bindparam("mid"),
-                                                messages.c.state == "submitting")
-                         .values(state="submitted", submitted_at=now, channel_id=bindparam("ch")),
-                         [{"mid": mid, "ch": ch} for mid, ch, _ in batch.sent])
+            insert_rows(conn, carrier_ids, ("channel_id", "carrier_id", "message_id", "part_no"),
+                        [(ch, cid, mid, n) for mid, ch, cids in batch.sent for n, cid in enumerate(cids, 1)])
+            update_rows(conn, messages, ("state", "submitted_at", "channel_id"), "id = ? AND state = 'submitting'",
+                        [("submitted", now, ch, mid) for mid, ch, _ in batch.sent])
         requeued = 0
         events = 0
         if batch.failed:
