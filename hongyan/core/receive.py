@@ -23,6 +23,11 @@ FINAL_STATES = ("delivered", "failed", "expired")
 EVENT_COLUMNS = ("account_id", "kind", "ref_id", "payload", "created_at", "push_state", "attempts", "next_at")
 DELIVERED = "DELIVRD"
 _CHUNK = 500
+_MESSAGE_COLUMNS = (messages.c.id, messages.c.account_id, messages.c.submission_id, messages.c.phone,
+                    messages.c.parts, messages.c.parts_done, messages.c.cost, messages.c.refunded,
+                    messages.c.state, messages.c.status, messages.c.submitted_at,
+                    submissions.c.client_ref, submissions.c.balance_id)
+_MESSAGE_JOIN = messages.join(submissions, submissions.c.id == messages.c.submission_id)
 
 
 def _chunks(seq: list, n: int = _CHUNK):
@@ -45,20 +50,23 @@ class Receiver:
 
     # -- finishing messages -------------------------------------------------
 
-    def finalize(self, conn: Connection, finals: list[Final], now: int | None = None) -> int:
-        """Set final states, refund failures by the account's policy, write report events."""
+    def finalize(self, conn: Connection, finals: list[Final], now: int | None = None,
+                 rows: dict[int, object] | None = None) -> int:
+        """Set final states, refund failures by the account's policy, write report events.
+
+        ``rows`` may hold the messages' rows (``_MESSAGE_COLUMNS``) already read by the caller.
+        """
         if not finals:
             return 0
         now = now or now_ms()
         by_id = {f.message_id: f for f in finals}
-        rows = []
-        for chunk in _chunks(list(by_id)):
-            rows.extend(conn.execute(
-                select(messages.c.id, messages.c.account_id, messages.c.submission_id, messages.c.phone,
-                       messages.c.parts, messages.c.cost, messages.c.refunded, messages.c.state,
-                       messages.c.submitted_at, submissions.c.client_ref, submissions.c.balance_id)
-                .join(submissions, submissions.c.id == messages.c.submission_id)
-                .where(messages.c.id.in_(chunk))).all())
+        if rows is None:
+            rows = {}
+            for chunk in _chunks(list(by_id)):
+                for r in conn.execute(select(*_MESSAGE_COLUMNS).select_from(_MESSAGE_JOIN)
+                                      .where(messages.c.id.in_(chunk))):
+                    rows[r.id] = r
+        rows = [rows[mid] for mid in by_id if mid in rows]
         updates, refunds, event_rows = [], defaultdict(int), []
         ledger_rows = []
         for r in rows:
@@ -100,58 +108,60 @@ class Receiver:
         by_channel: dict[int, list[Report]] = defaultdict(list)
         for r in reports:
             by_channel[r.channel_id].append(r)
-        parts: dict[tuple[int, str], tuple] = {}
+        # One read per chunk: the part, its message and its submission together.
+        parts: dict[tuple[int, str], object] = {}
         for channel_id, reps in by_channel.items():
             for chunk in _chunks(list({r.carrier_id for r in reps})):
                 for row in conn.execute(
-                        select(carrier_ids.c.id, carrier_ids.c.carrier_id, carrier_ids.c.message_id,
-                               carrier_ids.c.status)
+                        select(carrier_ids.c.id.label("part_id"), carrier_ids.c.carrier_id,
+                               carrier_ids.c.status.label("part_status"), *_MESSAGE_COLUMNS)
+                        .select_from(carrier_ids.join(messages, messages.c.id == carrier_ids.c.message_id)
+                                     .join(submissions, submissions.c.id == messages.c.submission_id))
                         .where(carrier_ids.c.channel_id == channel_id, carrier_ids.c.carrier_id.in_(chunk))
                         .order_by(carrier_ids.c.id)):
                     # The newest part with this id wins if a carrier ever reused one.
                     parts[(channel_id, row.carrier_id)] = row
         unmatched: list[Report] = []
         part_updates = []
+        seen: set[tuple[int, str]] = set()
         per_message: dict[int, list[str]] = defaultdict(list)
+        message_rows: dict[int, object] = {}
         for r in reports:
-            row = parts.get((r.channel_id, r.carrier_id))
+            key = (r.channel_id, r.carrier_id)
+            row = parts.get(key)
             if row is None:
                 unmatched.append(r)
                 continue
-            if row.status is not None:
+            if key in seen or row.part_status is not None or row.state in FINAL_STATES:
                 continue  # this part was already reported
+            seen.add(key)
             status = r.status if not r.delivered else DELIVERED
-            parts[(r.channel_id, r.carrier_id)] = (row.id, row.carrier_id, row.message_id, status)
-            part_updates.append((status, row.id))
-            per_message[row.message_id].append(status)
+            if row.parts > 1:
+                # Only a long message needs to remember which parts it has heard of;
+                # a one-part message's final state is its memory.
+                part_updates.append((status, row.part_id))
+            per_message[row.id].append(status)
+            message_rows[row.id] = row
         update_rows(conn, carrier_ids, ("status",), "id = ?", part_updates)
         finals: list[Final] = []
-        if per_message:
-            rows = []
-            for chunk in _chunks(list(per_message)):
-                rows.extend(conn.execute(select(messages.c.id, messages.c.parts, messages.c.parts_done,
-                                                messages.c.state, messages.c.status)
-                                         .where(messages.c.id.in_(chunk))).all())
-            progress: list[tuple] = []
-            for m in rows:
-                if m.state in FINAL_STATES:
-                    continue
-                new = per_message[m.id]
-                done = m.parts_done + len(new)
-                failure = m.status if (m.status and m.status != DELIVERED) else next(
-                    (s for s in new if s != DELIVERED), None)
-                if done >= m.parts:
-                    finals.append(Final(m.id, "failed" if failure else "delivered", failure or DELIVERED))
-                else:
-                    progress.append((done, failure, m.id))
-            update_rows(conn, messages, ("parts_done", "status"), "id = ?", progress)
+        progress: list[tuple] = []
+        for mid, new in per_message.items():
+            m = message_rows[mid]
+            done = m.parts_done + len(new)
+            failure = m.status if (m.status and m.status != DELIVERED) else next(
+                (st for st in new if st != DELIVERED), None)
+            if done >= m.parts:
+                finals.append(Final(mid, "failed" if failure else "delivered", failure or DELIVERED))
+            else:
+                progress.append((done, failure, mid))
+        update_rows(conn, messages, ("parts_done", "status"), "id = ?", progress)
         if unmatched and keep_orphans:
             conn.execute(insert(orphan_reports), [
                 {"channel_id": r.channel_id, "carrier_id": r.carrier_id, "status": r.status,
                  "delivered": r.delivered, "phone": r.phone,
                  "done_at": to_ms(r.done_at) if r.done_at else None, "received_at": now, "attempts": 0}
                 for r in unmatched])
-        return self.finalize(conn, finals, now), unmatched
+        return self.finalize(conn, finals, now, message_rows), unmatched
 
     def retry_orphans(self, conn: Connection, limit: int = 2000, max_attempts: int = 720) -> int:
         """Match reports that came before their submit was recorded. Returns how many matched.

@@ -161,3 +161,14 @@ async def test_orphaned_submitting_messages_are_requeued_with_a_note(env):
     assert n == 1
     m = message(engine, mid)
     assert m.state == "queued" and m.note == REQUEUE_NOTE
+
+
+async def test_a_part_reported_twice_in_one_batch_counts_once(env):
+    engine = env[0]
+    (mid,) = await submitted(env, "13800138000", "长" * 100)  # 2 parts
+    await record(env, sent=[(mid, 1, ["e1", "e2"])])
+    await record(env, reports=[Report(1, "e1", "DELIVRD", True), Report(1, "e1", "DELIVRD", True)])
+    m = message(engine, mid)
+    assert m.state == "submitted" and m.parts_done == 1
+    await record(env, reports=[Report(1, "e2", "DELIVRD", True)])
+    assert message(engine, mid).state == "delivered" and len(report_events(engine)) == 1
