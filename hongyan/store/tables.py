@@ -226,3 +226,13 @@ events = Table(
     Index("ix_events_push", "push_state", "next_at"),
     Index("ix_events_account_kind", "account_id", "kind", "id"),
 )
+
+# Platform staff who sign in to the web console's operator pages. Kept apart
+# from customer accounts: an operator has no API key, balance or org.
+operators = Table(
+    "operators", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),              # argon2
+    Column("created_at", BigInteger, nullable=False),
+)
