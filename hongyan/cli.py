@@ -170,7 +170,10 @@ def _serve(s: configmod.Settings) -> None:
     click.echo(f"Hongyan listening on http://{s.http_host}:{s.http_port}  (API docs: /docs, health: /healthz)")
     uvicorn.run(create_app(s), host=s.http_host, port=s.http_port, loop=loop,
                 http="httptools" if _has("httptools") else "h11", access_log=False, log_level="warning",
-                timeout_graceful_shutdown=15)
+                timeout_graceful_shutdown=15,
+                # The client address is the socket's: a proxy in front must be trusted
+                # explicitly before its X-Forwarded-For could decide an IP allow-list.
+                proxy_headers=False, server_header=False)
 
 
 def _has(module: str) -> bool:

@@ -12,18 +12,22 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from sqlalchemy import Connection, bindparam, insert, select, tuple_, update
+from sqlalchemy import Connection, select, tuple_
 
 from hongyan.domain import numbers, segments
 from hongyan.domain.clock import now_ms
 from hongyan.domain.outcomes import Code, Outcome, fail, ok
-from hongyan.store.bulk import insert_rows
+from hongyan.store.bulk import insert_rows, update_rows
 from hongyan.store.ids import IdBlocks
 from hongyan.store.tables import balances, ledger, messages, submissions
 from hongyan.store.writer import Writer, batched
 
 from .accounts import Account, Directory
 
+SUBMISSION_COLUMNS = ("id", "account_id", "idempotency_key", "request_hash", "client_ref", "dialect", "content",
+                      "extno", "product_id", "balance_id", "recipients", "parts", "cost", "state",
+                      "scheduled_at", "created_at")
+LEDGER_COLUMNS = ("balance_id", "kind", "amount", "submission_id", "note", "created_at")
 MESSAGE_COLUMNS = ("id", "submission_id", "account_id", "phone", "carrier", "parts", "cost", "state",
                    "due_at", "attempts", "parts_done", "refunded")
 MAX_SCHEDULE_AHEAD_MS = 366 * 24 * 3600 * 1000
@@ -195,8 +199,7 @@ class AcceptService:
         if not accepted:
             return
         touched = {preps[i].balance_id for i in accepted}
-        conn.execute(update(balances).where(balances.c.id == bindparam("bid")).values(amount=bindparam("amt")),
-                     [{"bid": b, "amt": amounts[b]} for b in touched])
+        update_rows(conn, balances, ("amount",), "id = ?", [(amounts[b], b) for b in touched])
 
         now = now_ms()
         sub_ids = self.submission_ids.take(conn, len(accepted))
@@ -209,22 +212,18 @@ class AcceptService:
             ids = msg_ids[cursor:cursor + n]
             cursor += n
             state = "scheduled" if p.scheduled else "accepted"
-            sub_rows.append({
-                "id": sid, "account_id": p.account_id, "idempotency_key": p.idempotency_key,
-                "request_hash": p.request_hash, "client_ref": p.client_ref, "dialect": p.dialect,
-                "content": p.content, "extno": p.extno, "product_id": p.product_id,
-                "balance_id": p.balance_id, "recipients": n, "parts": p.parts, "cost": p.cost,
-                "state": state, "scheduled_at": p.due_at if p.scheduled else None, "created_at": now})
-            ledger_rows.append({"balance_id": p.balance_id, "kind": "debit", "amount": -p.cost,
-                                "submission_id": sid, "message_id": None, "note": "", "created_at": now})
+            sub_rows.append((sid, p.account_id, p.idempotency_key, p.request_hash, p.client_ref, p.dialect,
+                             p.content, p.extno, p.product_id, p.balance_id, n, p.parts, p.cost, state,
+                             p.due_at if p.scheduled else None, now))
+            ledger_rows.append((p.balance_id, "debit", -p.cost, sid, "", now))
             per = p.parts * p.price
             msg_rows.extend((mid, sid, p.account_id, ph, ca, p.parts, per, "queued", p.due_at, 0, 0, False)
                             for mid, ph, ca in zip(ids, p.phones, p.carriers))
             results[i] = ok(submission_id=sid, message_ids=ids, phones=p.phones, parts=p.parts,
                             cost=p.cost, balance=amounts[p.balance_id], invalid=p.invalid,
                             scheduled_at=p.due_at if p.scheduled else None, replayed=False)
-        conn.execute(insert(submissions), sub_rows)
-        conn.execute(insert(ledger), ledger_rows)
+        insert_rows(conn, submissions, SUBMISSION_COLUMNS, sub_rows)
+        insert_rows(conn, ledger, LEDGER_COLUMNS, ledger_rows)
         insert_rows(conn, messages, MESSAGE_COLUMNS, msg_rows)
 
     def _idempotency(self, conn: Connection, preps: list[_Prepared],
