@@ -102,6 +102,7 @@ def init(ctx: Ctx, database_url: str | None, http_port: int | None, demo: bool) 
         if key:
             click.echo(f"demo account {DEMO_USER!r} (org {DEMO_ORG}) created with 10000 messages of balance")
             click.echo(f"  API key: {key}")
+            click.echo("  console: customer demo / demo, operator admin / admin (change them for anything but a demo)")
     engine.dispose()
 
 
@@ -114,6 +115,9 @@ def seed_demo(conn, cipher: Cipher, s: configmod.Settings) -> str | None:
     _, _, key = acc.create_account(conn, cipher, org_code=DEMO_ORG, username=DEMO_USER, extension="01",
                                    password="demo")
     acc.topup(conn, acc.owner_of(conn, DEMO_USER), 10_000, note="demo balance")
+    from hongyan.console.auth import ensure_demo_operator
+
+    ensure_demo_operator(conn)
     if not conn.execute(select(tables.channels.c.id).where(tables.channels.c.name == "simulator")).first():
         conn.execute(insert(tables.channels).values(
             name="simulator", protocol="cmpp2", host="127.0.0.1", port=s.simulator_port, username="901234",
