@@ -101,3 +101,13 @@ def stylesheet():
 
 router.include_router(customer.router)
 router.include_router(operator.router)
+
+
+@router.get("/{rest:path}")
+def not_found(request: Request, rest: str):
+    # Last, so it only answers addresses no page claims: with a page, not the API's JSON.
+    user = load_user(request)
+    body = views.notice("There is no such page.", "error"), views.tag("p", views.link("/console/", "Start page"))
+    if user is None:
+        return html(views.page("Not found", *body), 404)
+    return user.page("Not found", *body, status=404)

@@ -183,7 +183,7 @@ def page(title: str, *body, user: str = "", kind: str = "", active: str = "", cs
                 tag("title", f"{title} · {PRODUCT}"),
                 tag("link", rel="stylesheet", href=STYLESHEET_URL)),
             tag("body", top, tag("main", tag("h1", title) if heading else None, *body)),
-            lang="zh-CN"))
+            lang="en"))
     return doc
 
 

@@ -88,7 +88,9 @@ async def test_login_refuses_a_wrong_password_and_accepts_the_right_one(stack):
         assert "httponly" in cookie and "samesite=lax" in cookie and "max-age=43200" in cookie
         page = await client.get("/console/dashboard")
         assert page.status_code == 200 and "alice" in page.text and "10,000" in page.text
-        assert 'charset="utf-8"' in page.text and "鸿雁 Hongyan" in page.text
+        assert 'charset="utf-8"' in page.text and "鸿雁" in page.text
+        missing = await client.get("/console/no-such-page")
+        assert missing.status_code == 404 and "There is no such page." in missing.text
 
 
 async def test_an_account_without_a_console_password_cannot_sign_in(stack):
