@@ -72,6 +72,7 @@ class Notifier:
         self.lease_ms = lease_ms or int((timeout + 20) * 1000)
         self.client = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=64))
         self.formats: dict[str, tuple[Formatter, Acceptor]] = {"native": (native_format, native_accepts)}
+        self.concurrency = concurrency
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self.pushed = 0
@@ -84,7 +85,13 @@ class Notifier:
         await self.client.aclose()
 
     async def run(self) -> None:
+        # Pushes run as tasks: a customer's slow server holds up only its own
+        # batches, while the loop keeps claiming for everybody else.
+        inflight: set[asyncio.Task] = set()
         while True:
+            if len(inflight) >= self.concurrency * 2:
+                await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                continue
             try:
                 rows = await self.writer.run(self._claim, self.batch * 4)
             except Exception:  # noqa: BLE001
@@ -101,11 +108,11 @@ class Notifier:
             groups: dict[tuple[int, str], list] = defaultdict(list)
             for r in rows:
                 groups[(r.account_id, r.kind)].append(r)
-            tasks = []
             for (aid, kind), items in groups.items():
                 for i in range(0, len(items), self.batch):
-                    tasks.append(self._push(aid, kind, items[i:i + self.batch]))
-            await asyncio.gather(*tasks)
+                    task = asyncio.create_task(self._push(aid, kind, items[i:i + self.batch]))
+                    inflight.add(task)
+                    task.add_done_callback(inflight.discard)
 
     def _claim(self, conn: Connection, limit: int) -> list:
         now = now_ms()

@@ -68,10 +68,9 @@ async def stop_asgi(server: uvicorn.Server) -> None:
         await asyncio.wait_for(server._task, 20)  # noqa: SLF001
 
 
-@pytest.fixture
-async def stack(settings):
-    """Simulator + Hongyan + callback server; yields a namespace of them."""
-    sim = CmppSimulator(host="127.0.0.1", port=0, accounts={"901234": "sim-secret"}, report_delay=0.05)
+async def carrier_and_customer(settings, *, report_delay: float, **seed_kw):
+    """A simulated carrier, a customer's callback server and a seeded database."""
+    sim = CmppSimulator(host="127.0.0.1", port=0, accounts={"901234": "sim-secret"}, report_delay=report_delay)
     await sim.start()
     cb = Callbacks()
     cb_port = free_port()
@@ -79,9 +78,17 @@ async def stack(settings):
     url = settings.resolved_database_url()
     migrate(url)
     engine = make_engine(url)
-    user = seed(engine, Cipher(settings.secret_key), balance=10_000, sim_port=sim.port,
-                report_url=f"http://127.0.0.1:{cb_port}/reports")
+    seed_kw.setdefault("balance", 10_000)
+    user = seed(engine, Cipher(settings.secret_key), sim_port=sim.port,
+                report_url=f"http://127.0.0.1:{cb_port}/reports", **seed_kw)
     engine.dispose()
+    return sim, cb, cb_server, user
+
+
+@pytest.fixture
+async def stack(settings):
+    """Simulator + Hongyan + callback server; yields a namespace of them."""
+    sim, cb, cb_server, user = await carrier_and_customer(settings, report_delay=0.05)
     settings.http_port = free_port()
     runtime = Runtime(settings)
     server = await serve_asgi(create_app(settings, runtime), settings.http_port)

@@ -16,11 +16,10 @@ from sqlalchemy import func, select
 
 from hongyan.config import write_config
 from hongyan.core import accounts as acc
-from hongyan.core.secrets import Cipher
 from hongyan.store import tables
-from hongyan.store.db import make_engine, migrate
-from tests.e2e.conftest import Callbacks, serve_asgi, stop_asgi
-from tests.helpers import free_port, seed, until
+from hongyan.store.db import make_engine
+from tests.e2e.conftest import carrier_and_customer, stop_asgi
+from tests.helpers import free_port, until
 
 pytestmark = pytest.mark.slow
 
@@ -45,18 +44,10 @@ async def wait_healthy(base: str, proc: subprocess.Popen, log: Path) -> None:
 
 
 async def test_sigkill_mid_load_loses_nothing_and_bills_once(settings, tmp_path):
-    from hongyan.channels.simulator import CmppSimulator
-
-    sim = CmppSimulator(host="127.0.0.1", port=0, accounts={"901234": "sim-secret"}, report_delay=0.3)
-    await sim.start()
-    cb = Callbacks()
-    cb_port = free_port()
-    cb_server = await serve_asgi(cb, cb_port)
+    sim, cb, cb_server, user = await carrier_and_customer(settings, report_delay=0.3, balance=1_000_000,
+                                                          mps=3000)
     url = settings.resolved_database_url()
-    migrate(url)
     engine = make_engine(url)
-    user = seed(engine, Cipher(settings.secret_key), balance=1_000_000, sim_port=sim.port,
-                report_url=f"http://127.0.0.1:{cb_port}/hook", mps=3000)
     port = free_port()
     cfg = tmp_path / "hongyan.toml"
     write_config(str(cfg), {"database_url": url, "secret_key": settings.secret_key, "http_port": port,

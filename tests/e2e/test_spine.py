@@ -125,3 +125,10 @@ async def test_carrier_link_dropped_mid_window_loses_nothing(stack):
     assert {r.state for r in rows} == {"delivered"}
     # The messages that were in the cut window went again, and say why.
     assert any(r.attempts > 1 for r in rows) and all(r.note for r in rows if r.attempts > 1)
+
+
+async def test_oversize_body_is_refused_without_reading_it(stack):
+    async with httpx.AsyncClient(base_url=stack.base, headers=stack.headers) as client:
+        r = await client.post("/v1/messages", content=b'{"to": "' + b"1" * (3 * 1024 * 1024) + b'"}',
+                              headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["code"] == "invalid_parameter" and "larger" in r.json()["detail"]
