@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse
 
 from hongyan import __version__, console
 from hongyan.config import Settings
+from hongyan import dialects
 from hongyan.dialects import rest
 from hongyan.metrics import render_metrics
 from hongyan.runtime import Runtime
@@ -39,6 +40,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                   description="Hongyan (鸿雁) enterprise SMS platform: the native API.",
                   default_response_class=JSON, **_no_telemetry())
     app.include_router(rest.router)
+    for module in dialects.modules():
+        app.include_router(module.router)
     app.include_router(console.router)
 
     @app.exception_handler(rest.ApiError)

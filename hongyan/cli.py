@@ -361,6 +361,8 @@ def account_rotate(ctx: Ctx, username: str) -> None:
 @click.option("--pay-type", type=click.Choice(["account", "org"]), default=None)
 @click.option("--extension", default=None)
 @click.option("--ip-allowlist", default=None)
+@click.option("--push-dialect", default=None,
+              help="The format the account's servers take pushes in: native, or a vendor dialect's name.")
 @click.option("--refund-policy", type=click.Choice(["failed", "never"]), default=None,
               help="Refund messages that fail (default) or never.")
 @click.option("--role", type=click.Choice(["user", "admin"]), default=None)
@@ -372,6 +374,11 @@ def account_set(ctx: Ctx, username: str, **opts) -> None:
     from hongyan.domain.clock import to_ms
 
     values = {k: v for k, v in opts.items() if v is not None}
+    if "push_dialect" in values:
+        from hongyan.dialects import push_formats
+        known = ["native", *push_formats()]
+        if values["push_dialect"] not in known:
+            _fail(f"--push-dialect must be one of: {', '.join(known)}")
     for k in ("report_url", "mo_url"):
         if values.get(k) == "":
             values[k] = None

@@ -92,6 +92,8 @@ class Runtime:
         if s.has_role("notify"):
             self.notifier = Notifier(self.writer, self.directory, batch=s.push_batch,
                                      timeout=s.push_timeout, max_attempts=s.push_max_attempts)
+            from hongyan.dialects import push_formats
+            self.notifier.formats.update(push_formats())
             self._spawn(self.notifier.run())
         self._spawn(Maintenance(self.writer, self.receiver, self.node_id, on_requeued=self._requeued,
                                 on_events=self._events).run())

@@ -7,6 +7,7 @@ another process are seen within ``ttl`` seconds.
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import threading
 import time
@@ -73,6 +74,10 @@ class Account:
         if ip and self.ip_networks and not _ip_allowed(ip, self.ip_networks):
             return Code.IP_DENIED
         return None
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode("utf-8")).hexdigest()
 
 
 def _ip_allowed(ip: str, networks: tuple) -> bool:
@@ -143,6 +148,28 @@ class Directory:
         if acc is None or not secrets.same(acc.secret, password):
             return None
         return acc
+
+    def authenticate(self, username: str, password: str, *, salt: str | None = None,
+                     allow_plain: bool = True, allow_md5: bool = True) -> tuple[Account | None, Code | None]:
+        """Check a vendor-style login; the one place every front door's password rule lives.
+
+        ``password`` may be the API secret itself (``allow_plain``), its MD5 hex in
+        either case (``allow_md5``), or, with ``salt``, MD5(secret + salt) — the
+        signed-timestamp scheme. Returns the account, or the reason it failed:
+        ``USER_NOT_FOUND`` for an unknown name, ``AUTH_FAILED`` for a wrong password.
+        """
+        if not username:
+            return None, Code.AUTH_FAILED
+        acc = self.by_username(username)
+        if acc is None:
+            return None, Code.USER_NOT_FOUND
+        given = (password or "").strip()
+        if salt is not None:
+            ok = secrets.same(_md5(acc.secret + salt), given.lower())
+        else:
+            ok = (allow_plain and secrets.same(acc.secret, given)) or (
+                allow_md5 and secrets.same(_md5(acc.secret), given.lower()))
+        return (acc, None) if ok else (None, Code.AUTH_FAILED)
 
     def product(self, code: str) -> Product | None:
         return self.products().get(code)

@@ -18,7 +18,7 @@ import hmac
 import logging
 import time
 from collections import defaultdict
-from typing import Callable
+from dataclasses import dataclass
 
 import httpx
 import orjson
@@ -47,19 +47,30 @@ def backoff_ms(attempts: int) -> int:
     return min(1000 * 2 ** max(attempts - 1, 0), 600_000)
 
 
-# A push format: (account, kind, items) -> (content type, body). The native one
-# is JSON; dialects add their own.
-Formatter = Callable[[Account, str, list[dict]], tuple[str, bytes]]
-# A success check: (status code, body) -> whether the customer took the push.
-Acceptor = Callable[[int, bytes], bool]
+@dataclass(slots=True)
+class PushRequest:
+    """One HTTP request a push format wants sent, and the event ids it carries."""
+    item_ids: list[int]
+    body: bytes = b""
+    content_type: str = "application/json"
+    method: str = "POST"
+    params: dict[str, str] | None = None   # query string, for formats that push by GET
 
 
-def native_format(account: Account, kind: str, items: list[dict]) -> tuple[str, bytes]:
-    return "application/json", orjson.dumps({"type": kind, "items": items})
+class PushFormat:
+    """How one dialect's customers receive pushes. The native JSON format is this base.
 
+    ``requests`` turns a batch of items (native payloads, each with its event
+    ``id``) into the HTTP requests that dialect's receivers expect; ``accepts``
+    says whether the receiver's answer means "got it".
+    """
+    name = "native"
 
-def native_accepts(status: int, body: bytes) -> bool:
-    return 200 <= status < 300
+    def requests(self, account: Account, kind: str, items: list[dict]) -> list[PushRequest]:
+        return [PushRequest([i["id"] for i in items], orjson.dumps({"type": kind, "items": items}))]
+
+    def accepts(self, status: int, body: bytes) -> bool:
+        return 200 <= status < 300
 
 
 class Notifier:
@@ -71,7 +82,7 @@ class Notifier:
         self.max_attempts = max_attempts
         self.lease_ms = lease_ms or int((timeout + 20) * 1000)
         self.client = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=64))
-        self.formats: dict[str, tuple[Formatter, Acceptor]] = {"native": (native_format, native_accepts)}
+        self.formats: dict[str, PushFormat] = {"native": PushFormat()}
         self.concurrency = concurrency
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
@@ -137,28 +148,40 @@ class Notifier:
                 await self.writer.run(_settle, ([r.id for r in rows], "none", None, None))
                 return
             items = [{"id": r.id, **orjson.loads(r.payload)} for r in rows]
-            fmt, accepts = self.formats.get(account.push_dialect, self.formats["native"])
-            ctype, body = fmt(account, kind, items)
-            ts = str(int(time.time()))
-            headers = {"Content-Type": ctype, TIMESTAMP_HEADER: ts, EVENT_HEADER: kind,
-                       SIGNATURE_HEADER: sign(account.secret, ts, body)}
+            fmt = self.formats.get(account.push_dialect) or self.formats["native"]
+            done: list[int] = []
             error = None
             try:
-                resp = await self.client.post(url, content=body, headers=headers)
-                if not accepts(resp.status_code, resp.content):
+                requests = fmt.requests(account, kind, items)
+            except Exception as exc:  # noqa: BLE001 - a push we cannot build waits like a failed one
+                log.exception("building a %s push failed", fmt.name)
+                requests, error = [], f"format: {exc}"
+            for req in requests:
+                ts = str(int(time.time()))
+                headers = {"Content-Type": req.content_type, TIMESTAMP_HEADER: ts, EVENT_HEADER: kind,
+                           SIGNATURE_HEADER: sign(account.secret, ts, req.body)}
+                try:
+                    resp = await self.client.request(req.method, url, content=req.body or None,
+                                                     params=req.params, headers=headers)
+                    if fmt.accepts(resp.status_code, resp.content):
+                        done.extend(req.item_ids)
+                        continue
                     error = f"HTTP {resp.status_code}: {resp.text[:200]}"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"[:300]
-            if error is None:
-                self.pushed += len(rows)
-                await self.writer.run(_settle, ([r.id for r in rows], "done", None, None))
+                except httpx.HTTPError as exc:
+                    error = f"{type(exc).__name__}: {exc}"[:300]
+                break  # the receiver is not taking pushes now: keep the rest for the retry
+            if done:
+                self.pushed += len(done)
+                await self.writer.run(_settle, (done, "done", None, None))
+            left = [r for r in rows if r.id not in set(done)]
+            if not left:
                 return
             self.failures += 1
-            log.info("push of %d %s to %s failed: %s", len(rows), kind, url, error)
+            log.info("push of %d %s to %s failed: %s", len(left), kind, url, error)
             now = now_ms()
             retry = [{"eid": r.id, "at": now + backoff_ms(r.attempts + 1), "n": r.attempts + 1}
-                     for r in rows if r.attempts + 1 < self.max_attempts]
-            dead = [r.id for r in rows if r.attempts + 1 >= self.max_attempts]
+                     for r in left if r.attempts + 1 < self.max_attempts]
+            dead = [r.id for r in left if r.attempts + 1 >= self.max_attempts]
             await self.writer.run(_settle, (dead, "dead", retry, error))
 
 
