@@ -19,11 +19,17 @@ from tests.helpers import free_port, seed
 
 
 class Callbacks:
-    """A customer's server: records every push, answers with ``status``."""
+    """A customer's server: records every push, answers ``status`` with ``answer``.
+
+    ``raw`` keeps every request as (method, path, query bytes, headers, body);
+    native JSON pushes are also parsed into ``pushes`` and ``items``.
+    """
 
     def __init__(self) -> None:
         self.pushes: list[tuple[dict, dict]] = []
+        self.raw: list[tuple[str, str, bytes, dict, bytes]] = []
         self.status = 200
+        self.answer = b"ok"
         self.items: dict[int, dict] = {}
 
     async def __call__(self, scope, receive, send):
@@ -35,16 +41,22 @@ class Callbacks:
             body += msg.get("body", b"")
             if not msg.get("more_body"):
                 break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope["headers"]}
         status = self.status
         if status == 200:
-            doc = orjson.loads(body)
-            self.pushes.append((headers, doc))
-            headers["_body"] = body
-            for item in doc["items"]:
-                self.items[item["id"]] = item
+            self.raw.append((scope["method"], scope["path"], scope.get("query_string", b""), headers, body))
+            if headers.get("content-type", "").startswith("application/json"):
+                try:
+                    doc = orjson.loads(body)
+                except orjson.JSONDecodeError:
+                    doc = None
+                if isinstance(doc, dict) and "items" in doc:
+                    self.pushes.append((headers, doc))
+                    headers["_body"] = body
+                    for item in doc["items"]:
+                        self.items[item["id"]] = item
         await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": b"ok"})
+        await send({"type": "http.response.body", "body": self.answer})
 
     def reports(self) -> list[dict]:
         return [i for i in self.items.values() if "message_id" in i]
