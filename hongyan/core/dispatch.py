@@ -48,7 +48,8 @@ class Dispatcher:
         while True:
             room = self.router.room()
             if room <= 0:
-                await asyncio.sleep(0.005)
+                # Channels full: they drain within milliseconds. No channel up: wait longer.
+                await asyncio.sleep(0.005 if self.router.any_connected() else 0.2)
                 continue
             try:
                 rows = await self.writer.run(self._claim, min(room, self.batch))

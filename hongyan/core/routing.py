@@ -40,5 +40,8 @@ class Router:
                 return ch
         return None
 
+    def any_connected(self) -> bool:
+        return any(ch.connected for ch in self._channels.values())
+
     def room(self) -> int:
         return sum(ch.room() for ch in self._channels.values() if ch.connected)
