@@ -236,3 +236,14 @@ operators = Table(
     Column("password_hash", Text, nullable=False),              # argon2
     Column("created_at", BigInteger, nullable=False),
 )
+
+# kxt3 replay protection: each request's 18-digit timestamp is accepted once per
+# account. Rows older than a day are pruned, so the guard covers one day.
+kxt3_timestamps = Table(
+    "kxt3_timestamps", metadata,
+    Column("account_id", Integer, nullable=False),
+    Column("timestamp", String(18), nullable=False),
+    Column("used_at", BigInteger, nullable=False),
+    UniqueConstraint("account_id", "timestamp"),
+    Index("ix_kxt3_timestamps_used_at", "used_at"),
+)
