@@ -33,6 +33,7 @@ router = APIRouter(prefix="/qxt", include_in_schema=False)
 # "fail" answers are "fail:<text>:<the request's numbers>".
 OUTCOMES: dict[Code, tuple[str, str]] = {
     Code.OK: ("ok", ""),
+    Code.CONTENT_HELD: ("ok", ""),      # accepted and billed, released after review
     Code.MISSING_PARAMETER: ("error", "用户名或密码错误"),          # 1: user (or password) empty
     Code.INVALID_EXTNO: ("error", "扩展号码错误"),                  # 2
     Code.RECIPIENTS_EMPTY: ("error", "mobile"),                      # 3
@@ -80,6 +81,11 @@ def answer(outcome: Outcome, tele: str = "") -> str:
     if kind == "fail":
         return f"fail:{text}:{tele}"
     return f"error:{text}"
+
+
+def balance_refusal(outcome: Outcome) -> str:
+    """The balance query's failure: always "失败:error:<text>", whatever kind the send answer is."""
+    return f"失败:error:{OUTCOMES.get(outcome.code, DEFAULT)[1]}"
 
 
 def _runtime(request: Request):
@@ -156,10 +162,10 @@ async def send(request: Request) -> Response:
 async def surplus(request: Request) -> Response:
     p = await _read(request)
     if p is None:
-        return _text("失败:" + answer(fail(Code.INVALID_PARAMETER, "body too large")))
+        return _text(balance_refusal(fail(Code.INVALID_PARAMETER, "body too large")))
     acc, refusal = _login(request, p)
     if refusal is not None:
-        return _text("失败:" + answer(refusal))
+        return _text(balance_refusal(refusal))
     rt = _runtime(request)
 
     def read():
