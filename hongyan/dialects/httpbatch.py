@@ -93,7 +93,7 @@ def now_text() -> str:
 
 def answer(code: Code, *lines: str) -> Response:
     body = "\n".join((f"{now_text()},{vendor_code(code)}",) + lines)
-    return Response(body.encode("ascii"), media_type="text/plain; charset=utf-8")
+    return Response(body.encode("utf-8"), media_type="text/plain; charset=utf-8")
 
 
 def _malformed(p: params.Params) -> Outcome | None:
