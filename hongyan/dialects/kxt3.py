@@ -174,7 +174,8 @@ def use_timestamp(conn: Connection, arg: tuple[int, str]) -> bool:
     now = now_ms()
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = insert(kxt3_timestamps).values(account_id=account_id, timestamp=ts, used_at=now)
-    fresh = conn.execute(stmt.on_conflict_do_nothing()).rowcount == 1
+    # RETURNING rather than rowcount: psycopg reports no rowcount for this statement.
+    fresh = conn.execute(stmt.on_conflict_do_nothing().returning(kxt3_timestamps.c.used_at)).first() is not None
     if time.monotonic() - _last_prune[0] > PRUNE_EVERY_S:
         _last_prune[0] = time.monotonic()
         conn.execute(delete(kxt3_timestamps).where(kxt3_timestamps.c.used_at < now - TIMESTAMP_TTL_MS))
