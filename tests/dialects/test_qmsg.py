@@ -330,8 +330,9 @@ async def test_get_sms_xml_getall_matches_the_example(stack):
             "    <msgContent>d44444444444</msgContent>\n    <replyTime>2007-12-07 18:23:08</replyTime>\n"
             "  </MO>\n</qmsg>")).encode("gbk")
         # The example without new MO.
-        r = await c.get("/getSms.do?" + q(**login, returnflag="xml", getall="TRUE"))
-        assert r.content == (empty + "</qmsg>").encode("gbk")
+        for flag in ("TRUE", "True", "true", "1", "YES"):
+            r = await c.get("/getSms.do?" + q(**login, returnflag="xml", getall=flag))
+            assert r.content == (empty + "</qmsg>").encode("gbk"), flag
         # alice's MO was left for alice.
         r = await c.get("/getSms.do?" + q(**creds(stack), getall="no"))
         assert r.text.endswith("\n12,13916610888,2007-12-07 18:23:08,another org's")
