@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from hongyan.app import create_app
 from hongyan.core import accounts as acc
@@ -289,7 +289,7 @@ async def test_shell_demo_raw_hex_escapes(env):
 # -- bad input --------------------------------------------------------------------
 
 async def test_repeated_parameter_with_different_values(env):
-    r = await env.client.post(f"/sendXSms.do?mobile=13900000000", data=env.auth(mobile="13800138000", content="x"))
+    r = await env.client.post("/sendXSms.do?mobile=13900000000", data=env.auth(mobile="13800138000", content="x"))
     assert r.content == b"12"
     env.nothing_billed()
 
