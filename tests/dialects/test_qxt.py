@@ -178,6 +178,13 @@ async def test_account_states_and_balance(stack, monkeypatch):
             r = await get(client, SEND, pairs)
             assert r.content == "error:无此用户或者密码不对".encode("gbk"), values
             change_alice(stack, state="active", expires_at=None, ip_allowlist="")
+        with stack.runtime.engine.begin() as conn:
+            acc.set_org_state(conn, "200001", "disabled")
+        stack.runtime.directory.invalidate()
+        assert (await get(client, SEND, pairs)).content == "error:无此用户或者密码不对".encode("gbk")
+        with stack.runtime.engine.begin() as conn:
+            acc.set_org_state(conn, "200001", "active")
+        stack.runtime.directory.invalidate()
         # Not enough money: the numbers were not taken ("fail:999:tele,tele").
         with stack.runtime.engine.begin() as conn:
             acc.topup(conn, acc.owner_of(conn, "alice"), -9_999)
