@@ -275,6 +275,8 @@ def _guarded(column: str):
             except Exception:  # noqa: BLE001 - the caller gets the vendor's "exception" code
                 log.exception("k1680 %s failed", request.url.path)
                 result = fail(Code.SYSTEM_ERROR)
+            if isinstance(result, Response):   # balance.do's count
+                return result
             if column == "balance":
                 return _answer(vendor_code(result.code).balance)
             return _send_answer(result, column)
