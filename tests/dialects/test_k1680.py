@@ -539,3 +539,45 @@ def test_mo_push_format():
 def test_push_accepts_any_2xx():
     assert k1680.PUSH.accepts(200, b"") and k1680.PUSH.accepts(200, b"anything")
     assert not k1680.PUSH.accepts(500, b"0") and not k1680.PUSH.accepts(404, b"")
+
+
+# Table 2.2/2.3 codes whose rule the core does not enforce yet, through both dynamic endpoints.
+@pytest.mark.parametrize("path, data", [
+    ("/sendDIYSms.do", {"params": "13800138000,a", "content": "{A}"}),
+    ("/sendPackSms.do", {"content": "13800138000|a"}),
+])
+@pytest.mark.parametrize("outcome, answer", [
+    (fail(Code.CONTENT_HELD), b"-3"),
+    (fail(Code.RATE_LIMITED), b"-5"),
+    (fail(Code.CONTENT_BLOCKED, "法轮"), b"-8"),
+    (fail(Code.PERMISSION_DENIED), b"-9"),
+    (fail(Code.SIGNATURE_MISSING), b"-15"),
+    (fail(Code.SYSTEM_ERROR), b"0"),
+])
+async def test_dynamic_codes_the_core_may_answer(env, monkeypatch, path, data, outcome, answer):
+    async def refuse(self, req):
+        return outcome
+    monkeypatch.setattr(AcceptService, "send", refuse)
+    r = await env.client.post(path, data=env.auth(**data))
+    assert r.content == answer
+
+
+@pytest.mark.parametrize("code, answer", [(Code.RATE_LIMITED, b"-5"), (Code.PERMISSION_DENIED, b"-9"),
+                                          (Code.ACCOUNT_LOCKED, b"-2")])
+async def test_balance_codes_the_core_may_answer(env, monkeypatch, code, answer):
+    monkeypatch.setattr(acc.Account, "refusal", lambda self, ip=None, now=None: code)
+    r = await env.client.get("/balance.do", params=env.auth())
+    assert r.content == answer
+
+
+async def test_dynamic_request_with_many_texts_is_one_commit_and_reports_one_id(env):
+    items = "$".join(f"{13800000000 + i}|验证码 {i}" for i in range(5))
+    r = await env.client.post("/sendPackSms.do", data=env.auth(content=items))
+    sid = ok_id(r.content)
+    with env.runtime.engine.connect() as conn:
+        subs = conn.execute(select(tables.submissions.c.id, tables.submissions.c.client_ref)
+                            .order_by(tables.submissions.c.id)).all()
+        debits = conn.execute(select(func.count()).select_from(tables.ledger)
+                              .where(tables.ledger.c.kind == "debit")).scalar()
+    assert subs[0] == (sid, None) and all(ref == str(sid) for _, ref in subs[1:]) and len(subs) == 5
+    assert debits == 5 and env.balance() == 95
