@@ -55,6 +55,9 @@ class PushRequest:
     content_type: str = "application/json"
     method: str = "POST"
     params: dict[str, str] | None = None   # query string, for formats that push by GET
+    # Nothing to send: the customer asked not to hear of these items. They are
+    # settled as "none" (still pollable) without a request.
+    silent: bool = False
 
 
 class PushFormat:
@@ -150,13 +153,19 @@ class Notifier:
             items = [{"id": r.id, **orjson.loads(r.payload)} for r in rows]
             fmt = self.formats.get(account.push_dialect) or self.formats["native"]
             done: list[int] = []
+            silent: list[int] = []
             error = None
             try:
                 requests = fmt.requests(account, kind, items)
             except Exception as exc:  # noqa: BLE001 - a push we cannot build waits like a failed one
                 log.exception("building a %s push failed", fmt.name)
                 requests, error = [], f"format: {exc}"
+            silent = [i for req in requests if req.silent for i in req.item_ids]
+            if silent:
+                await self.writer.run(_settle, (silent, "none", None, None))
             for req in requests:
+                if req.silent:
+                    continue
                 ts = str(int(time.time()))
                 headers = {"Content-Type": req.content_type, TIMESTAMP_HEADER: ts, EVENT_HEADER: kind,
                            SIGNATURE_HEADER: sign(account.secret, ts, req.body)}
@@ -173,7 +182,8 @@ class Notifier:
             if done:
                 self.pushed += len(done)
                 await self.writer.run(_settle, (done, "done", None, None))
-            left = [r for r in rows if r.id not in set(done)]
+            settled = set(done) | set(silent)
+            left = [r for r in rows if r.id not in settled]
             if not left:
                 return
             self.failures += 1

@@ -208,9 +208,9 @@ class HttpBatchPush(PushFormat):
                 out.append(PushRequest([item["id"]], method="GET", content_type="text/plain", params={
                     **base, "msgid": str(item["submission_id"]), "reportTime": _minutes(item.get("done_at")),
                     "mobile": item["to"], "status": _status(item)}))
-            if out and silent:
-                # Reports nobody asked for settle with the first push that goes out.
-                out[0].item_ids.extend(silent)
+            if silent:
+                # Reports the customer asked not to receive (needstatus=false).
+                out.append(PushRequest(silent, silent=True))
             return out
         base = _receiver_params(account.mo_url or account.report_url)
         # Long replies arrive already joined, so each is pushed whole as an
