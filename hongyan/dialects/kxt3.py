@@ -165,6 +165,8 @@ def _daily(value: str) -> None:
 
 # -- timestamps: each accepted once per account ----------------------------------
 
+# When this process last pruned (monotonic seconds). Jobs run on the writer's
+# one thread, so a plain mutable cell is enough.
 _last_prune = [0.0]
 
 
