@@ -58,8 +58,11 @@ def _pairs(raw: bytes) -> list[tuple[bytes, bytes]]:
         if not piece:
             continue
         name, _, value = piece.partition(b"=")
-        # '+' is a space in forms; a literal '+' arrives as %2B.
-        out.append((unquote_to_bytes(name.replace(b"+", b" ")), unquote_to_bytes(value.replace(b"+", b" "))))
+        # '+' is a space in forms; a literal '+' arrives as %2B. A value with
+        # raw non-ASCII bytes was not form-encoded at all, so its '+' is literal.
+        if value.isascii():
+            value = value.replace(b"+", b" ")
+        out.append((unquote_to_bytes(name.replace(b"+", b" ")), unquote_to_bytes(value)))
     return out
 
 

@@ -42,6 +42,11 @@ def test_plus_is_space_and_encoded_plus_is_plus():
     assert p.get("a") == "1 2" and p.get("b") == "1+2"
 
 
+def test_unencoded_value_keeps_its_plus():
+    p = parse(b"", "tele=13800138000&msg=验证码+1234 a+b".encode("gbk"), b"application/x-www-form-urlencoded")
+    assert p.get("msg") == "验证码+1234 a+b" and p.get("tele") == "13800138000"
+
+
 def test_json_body_is_left_alone():
     p = parse(b"op=sendSm", b'{"a": 1}', b"application/json")
     assert p.get("op") == "sendSm" and p.body == b'{"a": 1}' and "a" not in p.values
