@@ -224,6 +224,9 @@ async def test_encodings_methods_and_md5_case(stack):
             # POST, "内容不需要编码": raw GBK bytes in an unencoded form body.
             ("POST", SEND, f"user=alice&password={md5(secret)}&tele=13800138000&msg={TEXT}".encode("gbk"),
              "application/x-www-form-urlencoded", TEXT),
+            # ... where a '+' is a plus, not a space.
+            ("POST", SEND, f"user=alice&password={md5(secret)}&tele=13800138000&msg=【公司】1+1=2".encode("gbk"),
+             "application/x-www-form-urlencoded", "【公司】1+1=2"),
             # POST, raw UTF-8 with an emoji, no Content-Type at all.
             ("POST", SEND, f"user=alice&password={md5(secret)}&tele=13800138000&msg={emoji}".encode(),
              None, emoji),
