@@ -54,7 +54,10 @@ class PushRequest:
     body: bytes = b""
     content_type: str = "application/json"
     method: str = "POST"
-    params: dict[str, str] | None = None   # query string, for formats that push by GET
+    params: dict[str, str] | None = None   # query string, for formats that push by GET (UTF-8)
+    # A query string already percent-encoded, for receivers that expect another
+    # encoding than UTF-8 (GBK); appended to the URL as it is.
+    query: bytes | None = None
     # Nothing to send: the customer asked not to hear of these items. They are
     # settled as "none" (still pollable) without a request.
     silent: bool = False
@@ -169,8 +172,11 @@ class Notifier:
                 ts = str(int(time.time()))
                 headers = {"Content-Type": req.content_type, TIMESTAMP_HEADER: ts, EVENT_HEADER: kind,
                            SIGNATURE_HEADER: sign(account.secret, ts, req.body)}
+                target = url
+                if req.query:
+                    target = f"{url}{'&' if '?' in url else '?'}{req.query.decode('ascii')}"
                 try:
-                    resp = await self.client.request(req.method, url, content=req.body or None,
+                    resp = await self.client.request(req.method, target, content=req.body or None,
                                                      params=req.params, headers=headers)
                     if fmt.accepts(resp.status_code, resp.content):
                         done.extend(req.item_ids)

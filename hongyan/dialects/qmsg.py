@@ -7,6 +7,8 @@ written down in docs/dialects/qmsg.md.
 """
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import asyncio
 from datetime import datetime
 from xml.sax.saxutils import escape
@@ -326,8 +328,10 @@ class QmsgPush(PushFormat):
 
     def requests(self, account: Account, kind: str, items: list[dict]) -> list[PushRequest]:
         build = self._report if kind == "report" else self._mo
+        # The document's GET interfaces speak GBK; GB18030 is GBK that can also carry emoji.
         return [PushRequest([item["id"]], method="GET", content_type="text/plain",
-                            params=build(account, item)) for item in items]
+                            query=urlencode(build(account, item), encoding="gb18030").encode("ascii"))
+                for item in items]
 
     def _report(self, account: Account, item: dict) -> dict[str, str]:
         return {"mob": item["to"], "sendid": sendid_of(item.get("client_ref"), item["submission_id"]),
