@@ -197,20 +197,16 @@ def _form(pairs: list[tuple[str, str]]) -> bytes:
 
 
 class QxtPush(PushFormat):
-    """One form POST per item, GBK percent-encoded, field order as in the document's examples.
-
-    The document's examples are GET URLs; the notifier sends query strings in
-    UTF-8 only, so the same bytes travel as a form body (the document allows
-    GET or POST), declared ``charset=GBK``.
-    """
+    """One GET per item, the query string GBK percent-encoded, fields in the order of the
+    document's examples (appended to the customer's URL, after its own query if it has one)."""
     name = NAME
 
     def requests(self, account: Account, kind: str, items: list[dict]) -> list[PushRequest]:
-        return [PushRequest([i["id"]], self.body(kind, i),
-                            content_type="application/x-www-form-urlencoded; charset=GBK")
-                for i in items]
+        # No body; the content type only names the query's charset for receivers that look.
+        return [PushRequest([i["id"]], method="GET", query=self.query(kind, i),
+                            content_type="application/x-www-form-urlencoded; charset=GBK") for i in items]
 
-    def body(self, kind: str, item: dict) -> bytes:
+    def query(self, kind: str, item: dict) -> bytes:
         if kind == "mo":
             area, city = _region(item["from"])
             return _form([("mid", str(item["mo_id"])), ("type", "1"), ("msg", item.get("content") or ""),

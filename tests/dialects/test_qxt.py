@@ -297,9 +297,8 @@ def test_mo_push_matches_the_document_example():
     item = {"id": 7, "mo_id": 153405, "from": "13880000000", "to": "1069000125", "extno": "5",
             "content": "八广卜", "received_at": "2026-01-01T00:00:00+08:00"}
     [req] = qxt.PUSH.requests(None, "mo", [item])
-    assert req.item_ids == [7] and req.method == "POST"
-    assert req.content_type == GBK_FORM
-    assert req.body == (b"mid=153405&type=1&msg=%B0%CB%B9%E3%B2%B7&mobile=13880000000&port=1069000125"
+    assert req.item_ids == [7] and req.method == "GET" and req.body == b""
+    assert req.query == (b"mid=153405&type=1&msg=%B0%CB%B9%E3%B2%B7&mobile=13880000000&port=1069000125"
                         b"&area=%CB%C4%B4%A8&city=%B3%C9%B6%BC")
 
 
@@ -312,11 +311,11 @@ def test_report_push_matches_the_document_example():
     expired = {**item, "id": 11, "to": "+8613800138000", "status": "expired", "carrier_status": None}
     reqs = qxt.PUSH.requests(None, "report", [item, failed, expired])
     assert [r.item_ids for r in reqs] == [[9], [10], [11]]
-    assert reqs[0].body == (b"type=4&msg=DELIVRD&mobile=13880000000&mid=4067381&port="
+    assert reqs[0].query == (b"type=4&msg=DELIVRD&mobile=13880000000&mid=4067381&port="
                             b"&area=%CB%C4%B4%A8&city=%B3%C9%B6%BC")
-    assert reqs[1].body == (b"type=4&msg=REJECT&mobile=18612345678&mid=4067381&port=&area="
+    assert reqs[1].query == (b"type=4&msg=REJECT&mobile=18612345678&mid=4067381&port=&area="
                             + enc("北京").encode() + b"&city=" + enc("北京").encode())
-    assert reqs[2].body.startswith(b"type=4&msg=EXPIRED&mobile=%2B8613800138000&mid=4067381&port=&area=")
+    assert reqs[2].query.startswith(b"type=4&msg=EXPIRED&mobile=%2B8613800138000&mid=4067381&port=&area=")
 
 
 def test_push_accepts_ok_only():
@@ -329,7 +328,7 @@ async def test_whole_cycle_send_report_and_reply(stack):
     with stack.runtime.engine.connect() as conn:
         report_url = conn.execute(select(tables.accounts.c.report_url)
                                   .where(tables.accounts.c.username == "alice")).scalar()
-    mo_url = report_url.replace("/reports", "/mo")
+    mo_url = report_url.replace("/reports", "/mo?site=7")   # the customer's own query is kept
     change_alice(stack, push_dialect="qxt", report_url=report_url, mo_url=mo_url)
     stack.callbacks.status = 200
     stack.callbacks.answer = b"nope"   # not the vendor's "ok": the push is retried
@@ -342,15 +341,16 @@ async def test_whole_cycle_send_report_and_reply(stack):
         await until(lambda: any(p == "/reports" for _, p, *_ in stack.callbacks.raw) and
                     _pending(stack) == 0, timeout=15, what="the report push accepted")
         method, path, q, headers, body = [x for x in stack.callbacks.raw if x[1] == "/reports"][-1]
-        assert method == "POST" and headers["content-type"] == GBK_FORM
-        assert body == (f"type=4&msg=DELIVRD&mobile=13880000000&mid={mid}&port="
+        assert method == "GET" and body == b""
+        assert q == (f"type=4&msg=DELIVRD&mobile=13880000000&mid={mid}&port="
                         f"&area={enc('四川')}&city={enc('成都')}").encode()
         stack.sim.inject_mo("13880000000", "1069000125", "收到 😀")
         await until(lambda: any(x[1] == "/mo" for x in stack.callbacks.raw), what="the MO push")
         method, path, q, headers, body = [x for x in stack.callbacks.raw if x[1] == "/mo"][0]
+        assert method == "GET" and body == b""
         with stack.runtime.engine.connect() as conn:
             mo_id = conn.execute(select(tables.mo.c.id)).scalar()
-        assert body == (f"mid={mo_id}&type=1&msg={enc('收到 😀', 'gb18030')}&mobile=13880000000"
+        assert q == (f"site=7&mid={mo_id}&type=1&msg={enc('收到 😀', 'gb18030')}&mobile=13880000000"
                         f"&port=1069000125&area={enc('四川')}&city={enc('成都')}").encode()
         await until(lambda: _pending(stack) == 0, what="the MO push accepted")
 
