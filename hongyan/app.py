@@ -12,6 +12,7 @@ from hongyan import __version__, console
 from hongyan.config import Settings
 from hongyan import dialects
 from hongyan.dialects import rest
+from hongyan.channels import upstream_routes
 from hongyan.metrics import render_metrics
 from hongyan.runtime import Runtime
 from hongyan.web import JSON
@@ -43,6 +44,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     for module in dialects.modules():
         app.include_router(module.router)
     app.include_router(console.router)
+    app.include_router(upstream_routes.router)
 
     @app.exception_handler(rest.ApiError)
     async def _api_error(request: Request, exc: rest.ApiError):

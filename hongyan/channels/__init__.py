@@ -1,14 +1,26 @@
 """Carrier channels: one module per protocol behind the interface in ``base``."""
 from __future__ import annotations
 
+import importlib
+
 from .base import Channel, ChannelConfig, ChannelEvents
 
-PROTOCOLS = ("cmpp2",)
+# HTTP upstreams: another platform reached through a vendor API, by dialect.
+UPSTREAM_CLIENTS = {
+    "http-httpbatch": ("upstream_httpbatch", "HttpBatchClient"),
+}
+
+PROTOCOLS = ("cmpp2", *UPSTREAM_CLIENTS)
 
 
 def make_channel(config: ChannelConfig, events: ChannelEvents) -> Channel:
     if config.protocol in ("cmpp2", "cmpp"):
         from .cmpp import CmppChannel
         return CmppChannel(config, events)
+    if config.protocol in UPSTREAM_CLIENTS:
+        from .upstream import UpstreamChannel
+        module, cls = UPSTREAM_CLIENTS[config.protocol]
+        client = getattr(importlib.import_module(f"{__name__}.{module}"), cls)(config)
+        return UpstreamChannel(config, events, client)
     raise ValueError(f"channel {config.name!r}: unknown protocol {config.protocol!r} "
                      f"(known: {', '.join(PROTOCOLS)})")
