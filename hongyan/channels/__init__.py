@@ -8,6 +8,7 @@ from .base import Channel, ChannelConfig, ChannelEvents
 # HTTP upstreams: another platform reached through a vendor API, by dialect.
 UPSTREAM_CLIENTS = {
     "http-httpbatch": ("upstream_httpbatch", "HttpBatchClient"),
+    "http-qxt": ("upstream_qxt", "QxtClient"),
 }
 
 PROTOCOLS = ("cmpp2", *UPSTREAM_CLIENTS)

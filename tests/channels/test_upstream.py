@@ -26,7 +26,10 @@ from tests.conftest import SECRET_KEY
 from tests.e2e.conftest import Callbacks, carrier_and_customer, serve_asgi, stop_asgi
 from tests.helpers import free_port, until
 
-DIALECTS = ["httpbatch"]
+DIALECTS = ["httpbatch", "qxt"]
+# How B refuses alice for good, per dialect: its answer for "no balance" where
+# that answer is final; qxt's is its retryable system error, so a locked account.
+FINAL_REFUSAL = {"httpbatch": "balance", "qxt": "locked"}
 # B's channel access code + alice's extension: the number B sends alice's messages from.
 ALICE_SOURCE = "106900012"
 
@@ -167,7 +170,12 @@ async def test_mo_at_the_upstream_reaches_the_customer(settings, tmp_path, diale
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 async def test_upstream_refusal_fails_and_refunds(settings, tmp_path, dialect):
-    async with relay(settings, tmp_path, dialect, b_balance=0) as r:
+    how = FINAL_REFUSAL[dialect]
+    async with relay(settings, tmp_path, dialect, b_balance=0 if how == "balance" else 10_000) as r:
+        if how == "locked":
+            with r.b.engine.begin() as conn:
+                acc.update_account(conn, "alice", state="locked")
+            r.b.directory.invalidate()
         body = await _send(r, "13800138000", "【鸿雁】余额不足")
         await until(lambda: len(r.callbacks.reports()) == 1, what="a failure report")
         rep = r.callbacks.reports()[0]
