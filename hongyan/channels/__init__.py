@@ -9,6 +9,7 @@ from .base import Channel, ChannelConfig, ChannelEvents
 UPSTREAM_CLIENTS = {
     "http-httpbatch": ("upstream_httpbatch", "HttpBatchClient"),
     "http-qxt": ("upstream_qxt", "QxtClient"),
+    "http-k1680": ("upstream_k1680", "K1680Client"),
 }
 
 PROTOCOLS = ("cmpp2", *UPSTREAM_CLIENTS)

@@ -26,10 +26,12 @@ from tests.conftest import SECRET_KEY
 from tests.e2e.conftest import Callbacks, carrier_and_customer, serve_asgi, stop_asgi
 from tests.helpers import free_port, until
 
-DIALECTS = ["httpbatch", "qxt"]
+DIALECTS = ["httpbatch", "qxt", "k1680"]
 # How B refuses alice for good, per dialect: its answer for "no balance" where
 # that answer is final; qxt's is its retryable system error, so a locked account.
-FINAL_REFUSAL = {"httpbatch": "balance", "qxt": "locked"}
+FINAL_REFUSAL = {"httpbatch": "balance", "qxt": "locked", "k1680": "balance"}
+# Dialects whose sends name a product: B's alice subscribes to it, and it pays.
+PRODUCTS = {"k1680": ("productid", "61341")}
 # B's channel access code + alice's extension: the number B sends alice's messages from.
 ALICE_SOURCE = "106900012"
 
@@ -74,7 +76,16 @@ async def relay(settings, tmp_path, dialect: str, *, b_balance: int = 10_000, a_
     r.sim, r.b_callbacks, b_cb_server, alice = await carrier_and_customer(settings, report_delay=0.05,
                                                                           balance=b_balance)
     engine = make_engine(settings.resolved_database_url())
+    a_options = dict(a_options or {})
     with engine.begin() as conn:
+        if dialect in PRODUCTS:
+            option, code = PRODUCTS[dialect]
+            pid = acc.create_product(conn, code, "行业短信")
+            acc.subscribe(conn, "alice", code)
+            acc.ensure_balance(conn, acc.owner_of(conn, "alice"), pid)
+            if b_balance:
+                acc.topup(conn, acc.owner_of(conn, "alice"), b_balance, product_code=code, note="test")
+            a_options[option] = code
         acc.update_account(conn, "alice", push_dialect=dialect, report_url=f"{a_base}/upstream/up/report",
                            mo_url=f"{a_base}/upstream/up/mo")
     engine.dispose()
@@ -89,7 +100,7 @@ async def relay(settings, tmp_path, dialect: str, *, b_balance: int = 10_000, a_
     a_settings = Settings(database_url=f"sqlite:///{tmp_path / 'a.db'}", secret_key=SECRET_KEY,
                           config_path=str(tmp_path / "a.toml"), commit_window_ms=1.0, http_port=a_port)
     carol = _seed_a(a_settings, b_base=r.b_base, dialect=dialect, alice_secret=alice["secret"],
-                    report_url=f"http://127.0.0.1:{cb_port}/reports", options=a_options or {})
+                    report_url=f"http://127.0.0.1:{cb_port}/reports", options=a_options)
     r.a = Runtime(a_settings)
     a_server = await serve_asgi(create_app(a_settings, r.a), a_port)
     r.a_base, r.headers = a_base, {"Authorization": f"Bearer {carol['key']}"}
