@@ -10,6 +10,7 @@ UPSTREAM_CLIENTS = {
     "http-httpbatch": ("upstream_httpbatch", "HttpBatchClient"),
     "http-qxt": ("upstream_qxt", "QxtClient"),
     "http-k1680": ("upstream_k1680", "K1680Client"),
+    "http-qmsg": ("upstream_qmsg", "QmsgClient"),
 }
 
 PROTOCOLS = ("cmpp2", *UPSTREAM_CLIENTS)

@@ -115,6 +115,10 @@ class DialectClient(abc.ABC):
         """Whether a balance answer shows the upstream working and the login good."""
         return 200 <= status < 300
 
+    def pulled(self, status: int, body: bytes) -> list[Inbound]:
+        """Replies a balance answer handed over (vendors whose check also collects MO)."""
+        return []
+
     @abc.abstractmethod
     def parse_push(self, kind: str, push: RawPush) -> PushAnswer:
         """A push from the upstream: its items and the answer it expects.
@@ -381,6 +385,9 @@ class UpstreamChannel(Channel):
             if ok:
                 delay = self._probe_initial
                 self._answered()
+                # The upstream counts these as collected: they are ours to record now.
+                for inbound in self.client.pulled(resp.status_code, resp.content):
+                    self.events.mo(inbound)
                 continue
             self._down()
             await asyncio.sleep(delay * self._rng.uniform(0.75, 1.25))

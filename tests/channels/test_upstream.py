@@ -26,10 +26,10 @@ from tests.conftest import SECRET_KEY
 from tests.e2e.conftest import Callbacks, carrier_and_customer, serve_asgi, stop_asgi
 from tests.helpers import free_port, until
 
-DIALECTS = ["httpbatch", "qxt", "k1680"]
+DIALECTS = ["httpbatch", "qxt", "k1680", "qmsg"]
 # How B refuses alice for good, per dialect: its answer for "no balance" where
 # that answer is final; qxt's is its retryable system error, so a locked account.
-FINAL_REFUSAL = {"httpbatch": "balance", "qxt": "locked", "k1680": "balance"}
+FINAL_REFUSAL = {"httpbatch": "balance", "qxt": "locked", "k1680": "balance", "qmsg": "balance"}
 # Dialects whose sends name a product: B's alice subscribes to it, and it pays.
 PRODUCTS = {"k1680": ("productid", "61341")}
 # B's channel access code + alice's extension: the number B sends alice's messages from.
@@ -77,6 +77,9 @@ async def relay(settings, tmp_path, dialect: str, *, b_balance: int = 10_000, a_
                                                                           balance=b_balance)
     engine = make_engine(settings.resolved_database_url())
     a_options = dict(a_options or {})
+    if dialect == "qmsg":
+        # qmsg logs in with the org code, and a reply's ext starts with the account's extension.
+        a_options.update(entid="200001", account_ext="12")
     with engine.begin() as conn:
         if dialect in PRODUCTS:
             option, code = PRODUCTS[dialect]
