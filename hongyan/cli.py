@@ -12,6 +12,7 @@ import orjson
 from sqlalchemy import insert, select, update
 
 from hongyan import config as configmod
+from hongyan.channels import PROTOCOLS
 from hongyan.core import accounts as acc
 from hongyan.core.secrets import Cipher, bearer_key, new_fernet_key, new_secret
 from hongyan.store import tables
@@ -466,7 +467,8 @@ CHANNEL_FIELDS = ("host", "port", "username", "access_code", "service_id", "mps"
 
 @channel.command("add")
 @click.argument("name")
-@click.option("--protocol", type=click.Choice(["cmpp2"]), default="cmpp2")
+@click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default="cmpp2",
+              help="cmpp2, or http-<dialect> for another platform reached through that vendor API.")
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", type=int, default=7890)
 @click.option("--username", required=True, help="Login (CMPP: the SP id, Source_Addr).")
@@ -477,14 +479,30 @@ CHANNEL_FIELDS = ("host", "port", "username", "access_code", "service_id", "mps"
 @click.option("--window", type=int, default=16, help="Unanswered submits per connection.")
 @click.option("--connections", type=int, default=1)
 @click.option("--default", "is_default", is_flag=True, help="Route messages here unless a product says otherwise.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A channel option (repeatable), e.g. product=… for an HTTP upstream.")
+@click.option("--url", default=None, help="HTTP upstreams: the upstream's base URL (the option url).")
 @pass_ctx
-def channel_add(ctx: Ctx, name: str, protocol: str, password: str, is_default: bool, **fields) -> None:
+def channel_add(ctx: Ctx, name: str, protocol: str, password: str, is_default: bool,
+                options: tuple[str, ...], url: str | None, **fields) -> None:
+    values = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--option")
+        values[key.strip()] = value
+    if url is not None:
+        values["url"] = url
+    if protocol.startswith("http-") and not values.get("url"):
+        raise click.UsageError(f"protocol {protocol} needs --url (the upstream's base URL)")
+
     def do(conn):
         if is_default:
             conn.execute(update(tables.channels).values(is_default=False))
         conn.execute(insert(tables.channels).values(name=name, protocol=protocol,
                                                     secret_enc=ctx.cipher().encrypt(password),
-                                                    enabled=True, is_default=is_default, options="{}", **fields))
+                                                    enabled=True, is_default=is_default,
+                                                    options=orjson.dumps(values).decode(), **fields))
     _admin(ctx, do)
     click.echo(f"channel {name} added (takes effect when the server restarts)")
 

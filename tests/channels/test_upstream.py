@@ -237,3 +237,32 @@ async def test_pushes_to_unknown_channels_and_unreadable_pushes(settings, tmp_pa
         with r.a.engine.connect() as conn:
             assert conn.execute(select(tables.orphan_reports)).all() == []
             assert conn.execute(select(tables.mo)).all() == []
+
+
+def test_channel_add_takes_an_upstream_url_and_options(settings, tmp_path):
+    from click.testing import CliRunner
+
+    from hongyan.cli import main
+    from hongyan.config import write_config
+
+    config = tmp_path / "hongyan.toml"
+    write_config(str(config), {"database_url": settings.database_url, "secret_key": settings.secret_key})
+    runner = CliRunner()
+    base = ["--config", str(config), "channel", "add"]
+    done = runner.invoke(main, base + ["up", "--protocol", "http-httpbatch", "--url", "http://10.0.0.5:8080",
+                                       "--username", "alice", "--password", "s3cret", "--access-code", "106900012",
+                                       "--option", "product=274463133", "--option", "timeout=5"])
+    assert done.exit_code == 0, done.output
+    no_url = runner.invoke(main, base + ["up2", "--protocol", "http-qxt", "--username", "a", "--password", "b"])
+    assert no_url.exit_code != 0 and "--url" in no_url.output
+    bad = runner.invoke(main, base + ["up3", "--protocol", "http-qxt", "--url", "http://x", "--username", "a",
+                                      "--password", "b", "--option", "novalue"])
+    assert bad.exit_code != 0 and "KEY=VALUE" in bad.output
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(select(tables.channels).where(tables.channels.c.name == "up")).one()
+    finally:
+        engine.dispose()
+    assert row.protocol == "http-httpbatch" and row.access_code == "106900012"
+    assert orjson.loads(row.options) == {"product": "274463133", "timeout": "5", "url": "http://10.0.0.5:8080"}
