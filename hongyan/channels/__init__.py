@@ -11,6 +11,7 @@ UPSTREAM_CLIENTS = {
     "http-qxt": ("upstream_qxt", "QxtClient"),
     "http-k1680": ("upstream_k1680", "K1680Client"),
     "http-qmsg": ("upstream_qmsg", "QmsgClient"),
+    "http-kxt3": ("upstream_kxt3", "Kxt3Client"),
 }
 
 PROTOCOLS = ("cmpp2", *UPSTREAM_CLIENTS)
