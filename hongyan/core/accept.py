@@ -165,6 +165,56 @@ class AcceptService:
                              prepared.product_id, prepared.scheduled)
         return outcome
 
+    async def send_together(self, reqs: list[SendRequest]) -> Outcome:
+        """Accept several submissions (one request with several texts) all or none.
+
+        The first submission's id is the request's id; the others carry it as
+        their ``client_ref``, so every report of the request names it. The data
+        of the answer adds ``submission_ids``.
+        """
+        if len(reqs) == 1:
+            return await self.send(reqs[0])
+        preps = []
+        for req in reqs:
+            prepared = self.prepare(req)
+            if isinstance(prepared, Outcome):
+                return prepared
+            preps.append(prepared)
+        outcome = await self.writer.run(self._commit_together, preps)
+        if outcome.ok and self.on_accepted is not None:
+            for p, sid in zip(preps, outcome.data["submission_ids"]):
+                self.on_accepted(sid, p.content, p.extno, p.product_id, p.scheduled)
+        return outcome
+
+    def _commit_together(self, conn: Connection, preps: list[_Prepared]) -> Outcome:
+        # Check the total against the balances first (locked on PostgreSQL), so a
+        # request whose later texts the money would not cover is refused whole.
+        need: dict[int, int] = {}
+        for p in preps:
+            need[p.balance_id] = need.get(p.balance_id, 0) + p.cost
+        have = dict(conn.execute(select(balances.c.id, balances.c.amount)
+                                 .where(balances.c.id.in_(list(need))).with_for_update()).all())
+        for bid, cost in need.items():
+            if have.get(bid, 0) < cost:
+                return fail(Code.INSUFFICIENT_BALANCE, f"needs {cost}, has {have.get(bid, 0)}")
+        first = self._commit(conn, preps[:1])[0]
+        if not first.ok:
+            return first
+        request_id = first.data["submission_id"]
+        for p in preps[1:]:
+            p.client_ref = str(request_id)
+        rest = self._commit(conn, preps[1:])
+        if not all(o.ok for o in rest):
+            # The balance was checked and locked above: roll everything back.
+            raise RuntimeError(f"a joint submission was refused: {[o.code for o in rest if not o.ok]}")
+        done = [first, *rest]
+        return ok(submission_id=request_id, submission_ids=[o.data["submission_id"] for o in done],
+                  message_ids=[m for o in done for m in o.data["message_ids"]],
+                  phones=[ph for o in done for ph in o.data["phones"]], parts=first.data["parts"],
+                  cost=sum(o.data["cost"] for o in done), balance=rest[-1].data["balance"],
+                  invalid=[i for o in done for i in o.data["invalid"]], scheduled_at=first.data["scheduled_at"],
+                  replayed=False)
+
     @batched
     def _commit(self, conn: Connection, preps: list[_Prepared]) -> list[Outcome]:
         results: list[Outcome | None] = [None] * len(preps)

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import logging
 import time
+from urllib.parse import urlencode
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -61,6 +62,15 @@ class PushRequest:
     # Nothing to send: the customer asked not to hear of these items. They are
     # settled as "none" (still pollable) without a request.
     silent: bool = False
+
+
+def target_url(url: str, req: PushRequest) -> str:
+    """Where a push request goes: the customer's URL, keeping any query string it
+    already has (some receivers take a key there), with the request's parameters after it."""
+    query = req.query if req.query is not None else (urlencode(req.params).encode("ascii") if req.params else b"")
+    if not query:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{query.decode('ascii')}"
 
 
 class PushFormat:
@@ -172,12 +182,9 @@ class Notifier:
                 ts = str(int(time.time()))
                 headers = {"Content-Type": req.content_type, TIMESTAMP_HEADER: ts, EVENT_HEADER: kind,
                            SIGNATURE_HEADER: sign(account.secret, ts, req.body)}
-                target = url
-                if req.query:
-                    target = f"{url}{'&' if '?' in url else '?'}{req.query.decode('ascii')}"
                 try:
-                    resp = await self.client.request(req.method, target, content=req.body or None,
-                                                     params=req.params, headers=headers)
+                    resp = await self.client.request(req.method, target_url(url, req), content=req.body or None,
+                                                     headers=headers)
                     if fmt.accepts(resp.status_code, resp.content):
                         done.extend(req.item_ids)
                         continue

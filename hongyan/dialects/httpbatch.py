@@ -179,13 +179,13 @@ def _minutes(iso_time: str | None) -> str:
 
 
 def _receiver_params(url: str | None) -> dict[str, str]:
-    """The callback URL's own query (receiver, pswd and anything else), kept first.
+    """``receiver`` and ``pswd``, empty, when the callback URL does not carry them.
 
-    The push client replaces a URL's query with the request's parameters, so
-    they are carried over here; receiver and pswd are sent empty if not configured.
+    The push client keeps the URL's own query first (where the operator puts the
+    customer's receiver and pswd) and appends the push's parameters after it.
     """
     query = dict(parse_qsl(urlsplit(url or "").query, keep_blank_values=True))
-    return {"receiver": query.pop("receiver", ""), "pswd": query.pop("pswd", ""), **query}
+    return {k: "" for k in ("receiver", "pswd") if k not in query}
 
 
 def _status(item: dict) -> str:

@@ -18,20 +18,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
 from fastapi import APIRouter, Request
-from sqlalchemy import Connection, select
 from starlette.responses import Response
 
 from hongyan.core.accept import SendRequest
 from hongyan.core.accounts import Account, balances_of
 from hongyan.core.notify import PushFormat, PushRequest
 from hongyan.domain import numbers
-from hongyan.domain.outcomes import Code, Outcome, fail, ok
-from hongyan.store.tables import balances
+from hongyan.domain.outcomes import Code, Outcome, fail
 
 from . import params as P
 from .rest import client_ip, runtime
@@ -153,56 +150,9 @@ def _request(request: Request, acc: Account, p: P.Params, to, content: str, when
                        skip_invalid=True)
 
 
-# -- submitting several texts as one request ----------------------------------
-
-def _commit_together(conn: Connection, arg) -> Outcome:
-    """Accept several submissions all or none, in one writer transaction.
-
-    The balances are read (locked on PostgreSQL) and checked against the total
-    cost first, so a request whose later groups the money would not cover is
-    refused whole instead of half sent. The submissions are then committed by
-    the core's own accept step; the first one's id is the request's id, and the
-    others carry it as their client_ref so that every report names it.
-    """
-    accept, preps = arg
-    need: dict[int, int] = defaultdict(int)
-    for p in preps:
-        need[p.balance_id] += p.cost
-    have = dict(conn.execute(select(balances.c.id, balances.c.amount)
-                             .where(balances.c.id.in_(list(need))).with_for_update()).all())
-    for bid, cost in need.items():
-        if have.get(bid, 0) < cost:
-            return fail(Code.INSUFFICIENT_BALANCE, f"needs {cost}, has {have.get(bid, 0)}")
-    first = accept._commit(conn, preps[:1])[0]  # noqa: SLF001 - the core's accept step, joined
-    if not first.ok:
-        return first
-    request_id = first.data["submission_id"]
-    for p in preps[1:]:
-        p.client_ref = str(request_id)
-    rest = accept._commit(conn, preps[1:])  # noqa: SLF001
-    if not all(o.ok for o in rest):
-        # Cannot happen with the balance checked and locked above; roll back all of it.
-        raise RuntimeError(f"a joint submission was refused: {[o.code for o in rest if not o.ok]}")
-    done = [first, *rest]
-    return ok(submission_id=request_id, submission_ids=[o.data["submission_id"] for o in done],
-              cost=sum(o.data["cost"] for o in done))
-
-
 async def _submit(request: Request, reqs: list[SendRequest]) -> Outcome:
-    accept = runtime(request).accept
-    if len(reqs) == 1:
-        return await accept.send(reqs[0])
-    preps = []
-    for req in reqs:
-        prepared = accept.prepare(req)
-        if isinstance(prepared, Outcome):
-            return prepared
-        preps.append(prepared)
-    outcome = await runtime(request).writer.run(_commit_together, (accept, preps))
-    if outcome.ok and accept.on_accepted is not None:
-        for p, sid in zip(preps, outcome.data["submission_ids"]):
-            accept.on_accepted(sid, p.content, p.extno, p.product_id, p.scheduled)
-    return outcome
+    # Several texts in one request are accepted all or none (the core's rule).
+    return await runtime(request).accept.send_together(reqs)
 
 
 def _by_text(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:

@@ -29,7 +29,7 @@ from hongyan.core.accept import SendRequest
 from hongyan.core.accounts import Account, balances_of
 from hongyan.core.notify import PushFormat, PushRequest
 from hongyan.domain.clock import now_ms, to_ms
-from hongyan.domain.outcomes import Code, Outcome, fail
+from hongyan.domain.outcomes import Code, Outcome
 from hongyan.store.tables import kxt3_timestamps
 
 from . import params

@@ -209,3 +209,20 @@ async def test_a_failing_job_does_not_sink_its_batch(env):
     assert results[0].ok and results[2].ok and isinstance(results[1], RuntimeError)
     assert count(engine, tables.messages) == 2
     no_mismatch(engine)
+
+
+async def test_send_together_is_all_or_none(env):
+    engine, directory, service, _ = env
+    acc_ = directory.by_username("alice")
+    reqs = [SendRequest(account=acc_, to=f"1380013{i:04d}", content=f"【测试】{i}") for i in range(3)]
+    out = await service.send_together(reqs)
+    assert out.ok and len(out.data["submission_ids"]) == 3 and out.data["cost"] == 3
+    with engine.connect() as conn:
+        refs = conn.execute(select(tables.submissions.c.client_ref).order_by(tables.submissions.c.id)).scalars().all()
+    assert refs == [None, str(out.data["submission_id"]), str(out.data["submission_id"])]
+    big = [SendRequest(account=acc_, to=",".join(f"1390013{i:04d}" for i in range(60)), content="【测试】a"),
+           SendRequest(account=acc_, to=",".join(f"1390014{i:04d}" for i in range(60)), content="【测试】b")]
+    refused = await service.send_together(big)  # 120 > the 97 left: neither is sent
+    assert refused.code is Code.INSUFFICIENT_BALANCE
+    assert count(engine, tables.submissions) == 3 and balance(engine) == 97
+    no_mismatch(engine)

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from hongyan.core import accounts as acc
 from hongyan.core.accounts import Account
+from hongyan.core.notify import target_url
 from hongyan.dialects import httpbatch
 from hongyan.store import tables
 from tests.e2e.conftest import stack  # noqa: F401  (the fixture)
@@ -24,9 +25,9 @@ def account(report_url: str | None = "http://pushUrl?receiver=admin&pswd=12345",
 
 
 def pushed_url(acct: Account, kind: str, req) -> str:
-    """The URL the notifier sends a push request to (it requests ``url`` with ``params``)."""
+    """The URL the notifier sends a push request to."""
     url = acct.report_url if kind == "report" else (acct.mo_url or acct.report_url)
-    return str(httpx.Request(req.method, url, params=req.params).url)
+    return target_url(url, req)
 
 
 def report(**over) -> dict:
@@ -49,7 +50,7 @@ def test_document_report_push_example():
     a = account()
     [req] = httpbatch.PUSH.requests(a, "report", [report()])
     assert req.method == "GET" and req.body == b"" and req.item_ids == [7]
-    assert pushed_url(a, "report", req) == ("http://pushurl?receiver=admin&pswd=12345&msgid=12345"
+    assert pushed_url(a, "report", req) == ("http://pushUrl?receiver=admin&pswd=12345&msgid=12345"
                                             "&reportTime=1012241002&mobile=13900210021&status=DELIVRD")
 
 
@@ -58,7 +59,7 @@ def test_document_mo_push_example():
     # produced: long replies reach the dialect already joined and go out whole.
     a = account(report_url="http://other/reports", mo_url="http://pushMoUrl?receiver=admin&pswd=12345")
     [req] = httpbatch.PUSH.requests(a, "mo", [mo()])
-    assert pushed_url(a, "mo", req) == ("http://pushmourl?receiver=admin&pswd=12345&moTime=1208212205"
+    assert pushed_url(a, "mo", req) == ("http://pushMoUrl?receiver=admin&pswd=12345&moTime=1208212205"
                                         "&destcode=1065751600001&mobile=13800210021&msg=hello")
 
 
@@ -66,7 +67,7 @@ def test_push_parameters_without_receiver_keep_the_urls_own_query():
     a = account(report_url="http://h/cb?token=abc")
     [req] = httpbatch.PUSH.requests(a, "mo", [mo(content="【公司】回复 好的😀")])
     assert pushed_url(a, "mo", req) == (
-        "http://h/cb?receiver=&pswd=&token=abc&moTime=1208212205&destcode=1065751600001&mobile=13800210021"
+        "http://h/cb?token=abc&receiver=&pswd=&moTime=1208212205&destcode=1065751600001&mobile=13800210021"
         "&msg=%E3%80%90%E5%85%AC%E5%8F%B8%E3%80%91%E5%9B%9E%E5%A4%8D+%E5%A5%BD%E7%9A%84%F0%9F%98%80")
 
 
