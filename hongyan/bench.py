@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import os
 import platform
 import random
@@ -35,7 +36,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import click
 import orjson
@@ -70,6 +71,8 @@ class Target:
     key: str
     secret: str | None = None               # the account's API secret: checks push signatures
     simulator: tuple[str, int] | None = None  # the simulator's control address, for /stats
+    username: str = "demo"                  # the vendor dialects log in by name and secret
+    org: str = "100001"
 
 
 class HttpDoor:
@@ -127,7 +130,98 @@ class NativeDoor(HttpDoor):
         return "POST", "/v1/messages", headers, orjson.dumps({"to": to, "content": self.content})
 
 
-DOORS: dict[str, type[HttpDoor]] = {"native": NativeDoor}
+class FormDoor(HttpDoor):
+    """A vendor dialect: a form POST, accepted when the answer says so (always HTTP 200)."""
+
+    path = ""
+
+    def fields(self, i: int, phones: list[str]) -> dict[str, str]:
+        raise NotImplementedError
+
+    def accepted(self, body: bytes) -> bool:
+        raise NotImplementedError
+
+    def build(self, i: int) -> Request:
+        body = urlencode(self.fields(i, self.phones(i))).encode()
+        return "POST", self.path, {"Content-Type": "application/x-www-form-urlencoded"}, body
+
+    def on_response(self, i: int, status: int, body: bytes) -> None:
+        if status == 200 and self.accepted(body):
+            self.accepted_requests += 1
+            self.accepted_messages += min(self.recipients, self.messages - i * self.recipients)
+        else:
+            self.refusals[(status, body[:40].decode("utf-8", "replace"))] += 1
+
+
+class QmsgDoor(FormDoor):
+    name, path = "qmsg", "/sendSms.do"
+
+    def fields(self, i, phones):
+        return {"entid": self.target.org, "uid": self.target.username, "pwd": self.target.secret,
+                "mobs": ",".join(phones), "msg": self.content}
+
+    def accepted(self, body):
+        return body.startswith(b"0\n")
+
+
+class Kxt3Door(FormDoor):
+    name, path = "kxt3", "/webservice/http/service"
+
+    def fields(self, i, phones):
+        # 18 digits, never reused: the run's start in ms, then the request's number.
+        ts = f"{self.started:013d}{i:05d}"
+        pwd = hashlib.md5((self.target.secret + ts).encode()).hexdigest()
+        return {"op": "sendSm", "message": orjson.dumps({
+            "cid": self.target.org, "uid": self.target.username, "pwd": pwd, "timestamp": ts,
+            "mobiles": phones, "content": self.content}).decode()}
+
+    def accepted(self, body):
+        return body.startswith(b'{"stateCode":0,')
+
+    @property
+    def started(self) -> int:
+        if not hasattr(self, "_started"):
+            self._started = int(time.time() * 1000)
+        return self._started
+
+
+class HttpBatchDoor(FormDoor):
+    name, path = "httpbatch", "/msg/HttpBatchSendSM"
+
+    def fields(self, i, phones):
+        return {"account": self.target.username, "pswd": self.target.secret, "mobile": ",".join(phones),
+                "msg": self.content, "needstatus": "true"}
+
+    def accepted(self, body):
+        return body.split(b"\n", 1)[0].endswith(b",0")
+
+
+class QxtDoor(FormDoor):
+    name, path = "qxt", "/qxt/smssenderv2"
+
+    def fields(self, i, phones):
+        return {"user": self.target.username, "password": hashlib.md5(self.target.secret.encode()).hexdigest(),
+                "tele": ",".join(phones), "msg": self.content}
+
+    def accepted(self, body):
+        return body.startswith(b"ok:")
+
+
+class K1680Door(FormDoor):
+    name, path = "k1680", "/sendXSms.do"
+
+    def fields(self, i, phones):
+        return {"username": self.target.username, "password": self.target.secret, "mobile": ",".join(phones),
+                "content": self.content, "productid": BENCH_PRODUCT}
+
+    def accepted(self, body):
+        return body.startswith(b"1,")
+
+
+# The product the k1680 door names (its interface requires one); the bench creates it.
+BENCH_PRODUCT = "900001"
+DOORS: dict[str, type[HttpDoor]] = {d.name: d for d in (NativeDoor, QmsgDoor, Kxt3Door, HttpBatchDoor,
+                                                       QxtDoor, K1680Door)}
 
 
 # -- the installation under test ---------------------------------------------------
@@ -243,6 +337,10 @@ class LocalStack:
         self.echo(f"setting up in {self.workdir}")
         await self.run_cli("init", "--demo")
         await self.run_cli("account", "topup", "demo", str(max(1, messages * parts)), "--note", "bench")
+        await self.run_cli("product", "create", BENCH_PRODUCT, "bench", "--price", "1")
+        await self.run_cli("product", "subscribe", "demo", BENCH_PRODUCT)
+        await self.run_cli("account", "topup", "demo", str(max(1, messages * parts)), "--product", BENCH_PRODUCT,
+                           "--note", "bench")
         await self.run_cli("account", "set", "demo", "--report-url", sink_url)
         await self.run_cli("channel", "set", "simulator", *[a for k, v in self.channel.items()
                                                              for a in (f"--{k}", str(v))])

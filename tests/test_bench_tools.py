@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import orjson
 import pytest
 
@@ -12,6 +13,7 @@ from hongyan.core.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from hongyan.domain.numbers import parse_recipients
 from hongyan.loadgen import MessageParser, ParseError, fetch, run_load
 from hongyan.sink import Sink
+from tests.e2e.conftest import stack  # noqa: F401  (fixture)
 
 SECRET = "s3cret-for-tests"
 
@@ -233,3 +235,24 @@ def test_config_options_take_the_setting_type():
         "commit_window_ms": 5.0, "sqlite_synchronous": "NORMAL", "push_batch": 100}
     with pytest.raises(Exception):
         coerce_options(("no_such_setting=1",))
+
+
+@pytest.mark.parametrize("dialect", ["native", "qmsg", "kxt3", "httpbatch", "qxt", "k1680"])
+async def test_every_bench_door_is_accepted_by_its_front_door(stack, dialect):
+    from hongyan.bench import BENCH_PRODUCT, DOORS, Numbers, Target
+    from hongyan.core import accounts as acc
+
+    with stack.runtime.engine.begin() as conn:
+        acc.create_product(conn, BENCH_PRODUCT, "bench")
+        acc.subscribe(conn, "alice", BENCH_PRODUCT)
+        acc.topup(conn, acc.owner_of(conn, "alice"), 100, BENCH_PRODUCT)
+    stack.runtime.directory.invalidate()
+    host, port = stack.base.removeprefix("http://").split(":")
+    target = Target(host, int(port), stack.user["key"], stack.user["secret"], username="alice", org="200001")
+    door = DOORS[dialect](target, messages=4, recipients=2, content="【鸿雁】测试", numbers=Numbers(7))
+    async with httpx.AsyncClient(base_url=stack.base) as client:
+        for i in range(door.requests):
+            method, path, headers, body = door.build(i)
+            r = await client.request(method, path, headers=headers, content=body)
+            door.on_response(i, r.status_code, r.content)
+    assert door.accepted_requests == 2 and door.accepted_messages == 4, door.refusals
