@@ -234,7 +234,9 @@ class UpstreamChannel(Channel):
         items: list = []
         for r in answer.reports:
             items.append(r)
-            for n in range(2, self._parts.pop(r.carrier_id, 1) + 1):
+            # Kept, not popped: an upstream that pushes a report again (our answer
+            # was lost) must settle the same parts again.
+            for n in range(2, self._parts.get(r.carrier_id, 1) + 1):
                 items.append(Report(r.channel_id, f"{r.carrier_id}#{n}", r.status, r.delivered,
                                     r.phone, r.done_at))
         items.extend(answer.inbound)
