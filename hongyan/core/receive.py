@@ -22,7 +22,7 @@ from .accounts import Directory
 FINAL_STATES = ("delivered", "failed", "expired")
 EVENT_COLUMNS = ("account_id", "kind", "ref_id", "payload", "created_at", "push_state", "attempts", "next_at")
 DELIVERED = "DELIVRD"
-_CHUNK = 500
+_CHUNK = 1000
 _MESSAGE_COLUMNS = (messages.c.id, messages.c.account_id, messages.c.submission_id, messages.c.phone,
                     messages.c.parts, messages.c.parts_done, messages.c.cost, messages.c.refunded,
                     messages.c.state, messages.c.status, messages.c.submitted_at,
@@ -64,31 +64,40 @@ class Receiver:
             rows = {}
             for chunk in _chunks(list(by_id)):
                 for r in conn.execute(select(*_MESSAGE_COLUMNS).select_from(_MESSAGE_JOIN)
-                                      .where(messages.c.id.in_(chunk))):
+                                      .where(messages.c.id.in_(chunk))).all():
                     rows[r.id] = r
         rows = [rows[mid] for mid in by_id if mid in rows]
         updates, refunds, event_rows = [], defaultdict(int), []
         ledger_rows = []
+        done_at = iso(now)
+        accounts_seen: dict[int, object] = {}
         for r in rows:
-            if r.state in FINAL_STATES:
+            # Unpacked by position: this loop runs for every report, and a Row's
+            # attribute lookup costs more than the rest of it.
+            (mid, account_id, submission_id, phone, parts, _done, cost, refunded, state, _status,
+             submitted_at, client_ref, balance_id) = r[:13]
+            if state in FINAL_STATES:
                 continue  # a late or repeated report: the first final state stands
-            f = by_id[r.id]
-            acc = self.directory.by_id(r.account_id)
-            refund = (f.state != "delivered" and r.cost > 0 and not r.refunded
+            f = by_id[mid]
+            acc = accounts_seen.get(account_id)
+            if acc is None:
+                acc = accounts_seen[account_id] = self.directory.by_id(account_id)
+            refund = (f.state != "delivered" and cost > 0 and not refunded
                       and acc is not None and acc.refund_policy == "failed")
             if refund:
-                refunds[r.balance_id] += r.cost
-                ledger_rows.append({"balance_id": r.balance_id, "kind": "refund", "amount": r.cost,
-                                    "submission_id": r.submission_id, "message_id": r.id,
+                refunds[balance_id] += cost
+                ledger_rows.append({"balance_id": balance_id, "kind": "refund", "amount": cost,
+                                    "submission_id": submission_id, "message_id": mid,
                                     "note": f.status, "created_at": now})
-            updates.append((f.state, f.status, now, bool(r.refunded or refund), r.id))
-            payload = {"message_id": r.id, "submission_id": r.submission_id, "client_ref": r.client_ref,
-                       "to": r.phone, "status": f.state, "carrier_status": f.status, "parts": r.parts,
-                       "submitted_at": iso(r.submitted_at), "done_at": iso(now),
-                       "cost": r.cost, "refunded": bool(r.refunded or refund)}
+            was_refunded = bool(refunded or refund)
+            updates.append((f.state, f.status, now, was_refunded, mid))
+            payload = orjson.dumps({
+                "message_id": mid, "submission_id": submission_id, "client_ref": client_ref, "to": phone,
+                "status": f.state, "carrier_status": f.status, "parts": parts,
+                "submitted_at": iso(submitted_at), "done_at": done_at, "cost": cost,
+                "refunded": was_refunded}).decode()
             pending = acc is not None and bool(acc.report_url)
-            event_rows.append((r.account_id, "report", r.id, orjson.dumps(payload).decode(), now,
-                               "pending" if pending else "none", 0, now))
+            event_rows.append((account_id, "report", mid, payload, now, "pending" if pending else "none", 0, now))
         update_rows(conn, messages, ("state", "status", "done_at", "refunded"), "id = ?", updates)
         if refunds:
             conn.execute(update(balances).where(balances.c.id == bindparam("bid"))
@@ -118,9 +127,9 @@ class Receiver:
                         .select_from(carrier_ids.join(messages, messages.c.id == carrier_ids.c.message_id)
                                      .join(submissions, submissions.c.id == messages.c.submission_id))
                         .where(carrier_ids.c.channel_id == channel_id, carrier_ids.c.carrier_id.in_(chunk))
-                        .order_by(carrier_ids.c.id)):
+                        .order_by(carrier_ids.c.id)).all():
                     # The newest part with this id wins if a carrier ever reused one.
-                    parts[(channel_id, row.carrier_id)] = row
+                    parts[(channel_id, row[1])] = row
         unmatched: list[Report] = []
         part_updates = []
         seen: set[tuple[int, str]] = set()
@@ -132,25 +141,28 @@ class Receiver:
             if row is None:
                 unmatched.append(r)
                 continue
-            if key in seen or row.part_status is not None or row.state in FINAL_STATES:
+            # (part id, carrier id, part status, then the message's columns)
+            part_id, part_status, mid, m_parts, m_state = row[0], row[2], row[3], row[7], row[11]
+            if key in seen or part_status is not None or m_state in FINAL_STATES:
                 continue  # this part was already reported
             seen.add(key)
             status = r.status if not r.delivered else DELIVERED
-            if row.parts > 1:
+            if m_parts > 1:
                 # Only a long message needs to remember which parts it has heard of;
                 # a one-part message's final state is its memory.
-                part_updates.append((status, row.part_id))
-            per_message[row.id].append(status)
-            message_rows[row.id] = row
+                part_updates.append((status, part_id))
+            per_message[mid].append(status)
+            message_rows[mid] = row[3:]  # the message's own columns, as finalize reads them
         update_rows(conn, carrier_ids, ("status",), "id = ?", part_updates)
         finals: list[Final] = []
         progress: list[tuple] = []
         for mid, new in per_message.items():
             m = message_rows[mid]
-            done = m.parts_done + len(new)
-            failure = m.status if (m.status and m.status != DELIVERED) else next(
+            m_parts, m_done, m_status = m[4], m[5], m[9]
+            done = m_done + len(new)
+            failure = m_status if (m_status and m_status != DELIVERED) else next(
                 (st for st in new if st != DELIVERED), None)
-            if done >= m.parts:
+            if done >= m_parts:
                 finals.append(Final(mid, "failed" if failure else "delivered", failure or DELIVERED))
             else:
                 progress.append((done, failure, mid))
