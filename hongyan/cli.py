@@ -364,6 +364,8 @@ def account_rotate(ctx: Ctx, username: str) -> None:
 @click.option("--ip-allowlist", default=None)
 @click.option("--push-dialect", default=None,
               help="The format the account's servers take pushes in: native, or a vendor dialect's name.")
+@click.option("--mo-push-dialect", default=None,
+              help="The format replies are pushed to the MO URL in, when not the --push-dialect ('' clears).")
 @click.option("--refund-policy", type=click.Choice(["failed", "never"]), default=None,
               help="Refund messages that fail (default) or never.")
 @click.option("--role", type=click.Choice(["user", "admin"]), default=None)
@@ -375,11 +377,13 @@ def account_set(ctx: Ctx, username: str, **opts) -> None:
     from hongyan.domain.clock import to_ms
 
     values = {k: v for k, v in opts.items() if v is not None}
-    if "push_dialect" in values:
-        from hongyan.dialects import push_formats
-        known = ["native", *push_formats()]
-        if values["push_dialect"] not in known:
-            _fail(f"--push-dialect must be one of: {', '.join(known)}")
+    from hongyan.dialects import push_formats
+    known = ["native", *push_formats()]
+    for opt in ("push_dialect", "mo_push_dialect"):
+        if values.get(opt) and values[opt] not in known:
+            _fail(f"--{opt.replace('_', '-')} must be one of: {', '.join(known)}")
+    if values.get("mo_push_dialect") == "":
+        values["mo_push_dialect"] = None
     for k in ("report_url", "mo_url"):
         if values.get(k) == "":
             values[k] = None
@@ -403,6 +407,7 @@ def account_show(ctx: Ctx, username: str, show_secret: bool) -> None:
         return row, acc.balances_of(conn, acc.owner_of(conn, username))
     row, bals = _admin(ctx, load)
     for k in ("id", "username", "state", "pay_type", "role", "extension", "report_url", "mo_url",
+              "push_dialect", "mo_push_dialect",
               "ip_allowlist", "refund_policy"):
         click.echo(f"{k:>14}: {getattr(row, k)}")
     for b in bals:

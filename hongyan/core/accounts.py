@@ -57,6 +57,13 @@ class Account:
     refund_policy: str
     password_hash: str | None
     product_ids: frozenset = field(default_factory=frozenset)
+    mo_push_dialect: str | None = None
+
+    def push_dialect_for(self, kind: str) -> str:
+        """The format a push of ``kind`` (report | mo) goes out in: each callback URL has its own."""
+        if kind == "mo" and self.mo_push_dialect:
+            return self.mo_push_dialect
+        return self.push_dialect
 
     @property
     def owner(self) -> tuple[str, int]:
@@ -261,7 +268,8 @@ class Directory:
             state=row.state, expires_at=row.expires_at, ip_networks=parse_allowlist(row.ip_allowlist),
             pay_type=row.pay_type, role=row.role, extension=row.extension,
             report_url=row.report_url, mo_url=row.mo_url, push_dialect=row.push_dialect,
-            refund_policy=row.refund_policy, password_hash=row.password_hash, product_ids=subs)
+            refund_policy=row.refund_policy, password_hash=row.password_hash, product_ids=subs,
+            mo_push_dialect=row.mo_push_dialect)
         with self._lock:
             self._by_id[acc.id] = (time.monotonic(), acc)
             self._name_to_id[acc.username] = acc.id
@@ -333,7 +341,7 @@ def rotate_key(conn: Connection, cipher: secrets.Cipher, username: str) -> tuple
 
 
 UPDATABLE = {"state", "expires_at", "ip_allowlist", "pay_type", "role", "extension",
-             "report_url", "mo_url", "push_dialect", "refund_policy"}
+             "report_url", "mo_url", "push_dialect", "mo_push_dialect", "refund_policy"}
 
 
 def update_account(conn: Connection, username: str, **values) -> None:

@@ -164,7 +164,7 @@ class Notifier:
                 await self.writer.run(_settle, ([r.id for r in rows], "none", None, None))
                 return
             items = [{"id": r.id, **orjson.loads(r.payload)} for r in rows]
-            fmt = self.formats.get(account.push_dialect) or self.formats["native"]
+            fmt = self.formats.get(account.push_dialect_for(kind)) or self.formats["native"]
             done: list[int] = []
             silent: list[int] = []
             error = None

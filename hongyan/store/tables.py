@@ -61,6 +61,7 @@ accounts = Table(
     Column("report_url", Text),
     Column("mo_url", Text),
     Column("push_dialect", String(16), nullable=False, default="native"),
+    Column("mo_push_dialect", String(16)),                       # replies' format, when not push_dialect's
     Column("refund_policy", String(16), nullable=False, default="failed"),  # failed | never
     Column("created_at", BigInteger, nullable=False),
 )

@@ -132,3 +132,21 @@ async def test_oversize_body_is_refused_without_reading_it(stack):
         r = await client.post("/v1/messages", content=b'{"to": "' + b"1" * (3 * 1024 * 1024) + b'"}',
                               headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["code"] == "invalid_parameter" and "larger" in r.json()["detail"]
+
+
+async def test_each_callback_url_has_its_own_push_format(stack):
+    from hongyan.core.accounts import update_account
+
+    with stack.runtime.engine.begin() as conn:
+        update_account(conn, "alice", mo_push_dialect="qxt")
+    stack.runtime.directory.invalidate()
+    stack.callbacks.answer = b"ok"
+    await until(lambda: stack.sim.stats["connections"] > 0, what="a bound channel")
+    async with httpx.AsyncClient(base_url=stack.base, headers=stack.headers) as client:
+        r = await client.post("/v1/messages", json={"to": "13800138000", "content": "【鸿雁】x"})
+        assert r.status_code == 200
+    stack.sim.inject_mo("13800138000", "1069000125", "好")
+    await until(lambda: len(stack.callbacks.reports()) == 1, what="the native report")
+    await until(lambda: any(b"type=1" in q for _, _, q, _, _ in stack.callbacks.raw), what="the qxt-format MO")
+    (mo,) = [x for x in stack.callbacks.raw if b"type=1" in x[2]]
+    assert mo[0] == "GET" and b"mobile=13800138000" in mo[2]
