@@ -1,0 +1,261 @@
+"""An SGIP session as a state machine over bytes, with no I/O of its own.
+
+The caller owns the socket. Bytes read from it go into
+:meth:`Connection.receive_data`; :meth:`Connection.next_event` (or
+:meth:`Connection.events`) turns them into events. Events to send go through
+:meth:`Connection.send`, which returns the bytes to write. The connection
+checks every PDU in both directions against the tables in ``state.py``.
+
+An SP submitting to the gateway::
+
+    conn = Connection("sp", node_id=3075512345)
+    sock.sendall(conn.send(Bind(conn.next_sequence(), LoginType.SP_TO_SMG, name, pw)))
+    while True:
+        conn.receive_data(sock.recv(65536))     # b"" at EOF
+        for event in conn.events():
+            ...
+
+The same class on the SP's listening socket (``Connection("sp")`` for each
+accepted TCP connection) receives the gateway's Bind with Login Type 2 and
+then its Deliver and Report requests. Nothing here answers requests
+automatically: the caller replies to a ``Deliver`` with a ``DeliverResp``.
+"""
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Callable
+
+from .constants import DEFAULT_MAX_PDU, HEADER_LENGTH, UINT32_MAX
+from .errors import SgipError, SgipProtocolError
+from .events import Event, SequenceNumber
+from .state import CLOSED as _CLOSED_STATE, ERROR, RECEIVE, SEND, SMG, SP, UNBOUND
+from .state import SessionState, next_state
+from .wire import HEADER, SUPPORTED_VERSIONS, V12, decode_body, encode
+
+# Consumed bytes are dropped from the front of the receive buffer once this
+# many have piled up, so the buffer is compacted rarely rather than per PDU.
+_COMPACT_AT = 64 * 1024
+
+
+def timestamp(moment: datetime) -> int:
+    """The Sequence Number's time word: MMDDHHMMSS read as a decimal number."""
+    return (((moment.month * 100 + moment.day) * 100 + moment.hour) * 100
+            + moment.minute) * 100 + moment.second
+
+
+class SequenceGenerator:
+    """Unique (node id, MMDDHHMMSS, counter) triples for outgoing requests.
+
+    The counter runs 1 .. 0xFFFFFFFF and then starts at 1 again, and it
+    never resets when the clock ticks, so a triple can only repeat after
+    four billion requests from this generator — even if the clock stands
+    still or steps back. Safe to share between threads.
+    """
+
+    __slots__ = ("node_id", "_clock", "_counter", "_lock")
+
+    def __init__(self, node_id: int, clock: Callable[[], datetime] = datetime.now,
+                 start: int = 0) -> None:
+        if not 0 <= node_id <= UINT32_MAX:
+            raise ValueError(f"node_id must fit 4 octets, not {node_id}")
+        if not 0 <= start <= UINT32_MAX:
+            raise ValueError(f"start must fit 4 octets, not {start}")
+        self.node_id = node_id
+        self._clock = clock
+        self._counter = start
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> SequenceGenerator:
+        return self
+
+    def __next__(self) -> SequenceNumber:
+        with self._lock:
+            number = self._counter + 1
+            if number > UINT32_MAX:
+                number = 1
+            self._counter = number
+        return SequenceNumber(self.node_id, timestamp(self._clock()), number)
+
+
+class _Sentinel:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+NEED_DATA = _Sentinel("NEED_DATA")
+"""Returned by next_event when no complete PDU is buffered yet."""
+
+CLOSED = _Sentinel("CLOSED")
+"""Returned by next_event once the peer has closed TCP and the buffer is empty."""
+
+
+class Connection:
+    """One end of an SGIP session.
+
+    ``role`` is ``"sp"`` or ``"smg"``: which party this end is. Whether the
+    link is SP- or SMG-initiated follows from the Bind (Login Type 1 or 2),
+    whichever side sends it; see :attr:`link`.
+
+    ``node_id`` (and ``clock``) feed :meth:`next_sequence`. ``max_pdu`` caps
+    Message Length: a peer announcing a bigger (or smaller than 20) PDU is
+    lying or out of step, and :class:`SgipError` with ``fatal=True`` is
+    raised — close that connection.
+
+    Errors in a single well-framed PDU (unknown Command ID, bad body, a PDU
+    not allowed in the current state) raise :class:`SgipError` /
+    :class:`SgipProtocolError` with ``fatal=False`` and ``command_id`` and
+    ``sequence_number`` set, so the caller can answer it; reading continues.
+    """
+
+    __slots__ = ("role", "version", "max_pdu", "_state", "_link", "_buf", "_pos", "_eof",
+                 "_error", "_deferred", "_sequence")
+
+    def __init__(self, role: str, *, node_id: int = 0, version: int = V12,
+                 max_pdu: int = DEFAULT_MAX_PDU,
+                 clock: Callable[[], datetime] = datetime.now) -> None:
+        if role not in (SP, SMG):
+            raise ValueError(f"role must be {SP!r} or {SMG!r}, not {role!r}")
+        if max_pdu < HEADER_LENGTH:
+            raise ValueError(f"max_pdu must be at least {HEADER_LENGTH}")
+        if version not in SUPPORTED_VERSIONS:
+            raise ValueError(f"SGIP version 0x{version:02X} is not supported")
+        self.role = role
+        self.version = version
+        self.max_pdu = max_pdu
+        self._state = UNBOUND
+        self._link: str | None = None
+        self._buf = bytearray()
+        self._pos = 0                            # start of the unread bytes in _buf
+        self._eof = False
+        self._error: SgipError | None = None     # fatal, raised on every later read
+        self._deferred: SgipError | None = None  # held back by events(), raised next
+        self._sequence = SequenceGenerator(node_id, clock)
+
+    # --- state -------------------------------------------------------------------
+
+    @property
+    def state(self) -> SessionState:
+        return self._state
+
+    @property
+    def link(self) -> str | None:
+        """``"SP->SMG"``, ``"SMG->SP"``, or None before a Bind was sent or received."""
+        return self._link
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet turned into events."""
+        return len(self._buf) - self._pos
+
+    def next_sequence(self) -> SequenceNumber:
+        """A fresh Sequence Number for a request (see :class:`SequenceGenerator`)."""
+        return next(self._sequence)
+
+    # --- sending -----------------------------------------------------------------
+
+    def send(self, event: Event) -> bytes:
+        """Check ``event`` against the state, encode it and return the PDU bytes.
+
+        The state only advances if encoding succeeds.
+        """
+        after, link = next_state(self.role, SEND, self._link, self._state, event)
+        data = encode(event, self.version)
+        self._state, self._link = after, link
+        return data
+
+    # --- receiving ---------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes read from the socket; ``b""`` means the peer closed (EOF)."""
+        if not data:
+            self._eof = True
+            return
+        if self._eof:
+            raise RuntimeError("receive_data after EOF")
+        buf = self._buf
+        pos = self._pos
+        if pos:
+            if pos == len(buf):
+                buf.clear()
+                self._pos = 0
+            elif pos >= _COMPACT_AT:
+                del buf[:pos]
+                self._pos = 0
+        buf += data
+
+    def _fatal(self, message: str, **ids: object) -> SgipError:
+        err = SgipError(message, fatal=True, **ids)
+        self._error = err
+        self._state = ERROR
+        return err
+
+    def next_event(self) -> Event | _Sentinel:
+        """The next complete event, ``NEED_DATA`` or ``CLOSED``.
+
+        Raises :class:`SgipError` for bytes that are not valid SGIP (see the
+        class docstring for which errors are fatal).
+        """
+        if self._deferred is not None:
+            err, self._deferred = self._deferred, None
+            raise err
+        if self._error is not None:
+            raise self._error
+        buf = self._buf
+        pos = self._pos
+        available = len(buf) - pos
+        if available < HEADER_LENGTH:
+            if not self._eof:
+                return NEED_DATA
+            if available:
+                raise self._fatal(f"connection closed inside a PDU header ({available} octets)")
+            self._state = _CLOSED_STATE
+            return CLOSED
+        total, command_id, node_id, stamp, number = HEADER.unpack_from(buf, pos)
+        seq = SequenceNumber(node_id, stamp, number)
+        if total < HEADER_LENGTH or total > self.max_pdu:
+            raise self._fatal(f"Message Length {total} is outside {HEADER_LENGTH}..{self.max_pdu}",
+                              command_id=command_id, sequence_number=seq)
+        if available < total:
+            if not self._eof:
+                return NEED_DATA
+            raise self._fatal(f"connection closed inside a {total}-octet PDU "
+                              f"({available} octets arrived)",
+                              command_id=command_id, sequence_number=seq)
+        # Consume the PDU before parsing so a bad one is skipped, not re-read.
+        self._pos = pos + total
+        event = decode_body(command_id, seq, buf, pos + HEADER_LENGTH, total - HEADER_LENGTH,
+                            self.version)
+        try:
+            self._state, self._link = next_state(self.role, RECEIVE, self._link, self._state,
+                                                 event)
+        except SgipProtocolError as exc:
+            exc.command_id = command_id
+            raise
+        return event
+
+    def events(self) -> list[Event]:
+        """Every complete event now buffered, in order.
+
+        Stops at NEED_DATA or CLOSED (check :attr:`state` for CLOSED). If a
+        PDU fails after some events were decoded, those events are returned
+        and the error is raised by the next call.
+        """
+        out: list[Event] = []
+        next_event = self.next_event
+        while True:
+            try:
+                event = next_event()
+            except SgipError as exc:
+                if out:
+                    self._deferred = exc
+                    return out
+                raise
+            if event is NEED_DATA or event is CLOSED:
+                return out
+            out.append(event)
