@@ -20,15 +20,27 @@ Typical client (SP) loop::
 
 Nothing here answers requests automatically: the caller replies to an
 ``ActiveTest`` with an ``ActiveTestResp`` and so on.
+
+``version`` picks the PDU layouts: 0x20 (CMPP 2.0, the default) or 0x30
+(CMPP 3.0). A gateway that serves both passes ``version=None``: CONNECT
+reads the same in both versions, and the CONNECT that is accepted by the
+state table fixes :attr:`Connection.version` with
+:func:`~hongyan.protocols.cmpp.wire.negotiate_version`::
+
+    conn = Connection("server", version=None)
+    conn.receive_data(data)
+    connect = conn.next_event()             # conn.version is now 0x20 or 0x30
+    status = 0 if connect.version == conn.version else ConnectStatus.VERSION_TOO_HIGH
+    sock.sendall(conn.send(ConnectResp(connect.sequence_id, status, auth, conn.version)))
 """
 from __future__ import annotations
 
 from .constants import DEFAULT_MAX_PDU, HEADER_LENGTH, MAX_SEQUENCE, V20
 from .errors import CmppError, CmppProtocolError
-from .events import Event
+from .events import Connect, Event
 from .state import CLIENT, CLOSED as _CLOSED_STATE, ERROR, RECEIVE, SEND, SERVER, UNBOUND
 from .state import SessionState, next_state
-from .wire import HEADER, SUPPORTED_VERSIONS, decode_body, encode
+from .wire import HEADER, SUPPORTED_VERSIONS, decode_body, encode, negotiate_version
 
 # Consumed bytes are dropped from the front of the receive buffer once this
 # many have piled up, so the buffer is compacted rarely rather than per PDU.
@@ -56,7 +68,11 @@ class Connection:
     """One end of a CMPP session.
 
     ``role`` is ``"client"`` for the SP and ``"server"`` for the gateway.
-    ``version`` selects the PDU layouts (only 0x20, CMPP 2.0, exists).
+    ``version`` selects the PDU layouts: 0x20 (CMPP 2.0) or 0x30 (CMPP 3.0).
+    ``None`` leaves it to the CONNECT: :attr:`version` is ``None`` until a
+    CONNECT is sent or received, then the version
+    :func:`~hongyan.protocols.cmpp.wire.negotiate_version` picks for its
+    Version field (again on each new CONNECT after a refused login).
     ``max_pdu`` caps Total_Length: a peer announcing a bigger (or smaller
     than 12) PDU is lying or out of step, and :class:`CmppError` with
     ``fatal=True`` is raised — close that connection.
@@ -68,17 +84,24 @@ class Connection:
     """
 
     __slots__ = ("role", "version", "max_pdu", "_decoders", "_state", "_buf", "_pos",
-                 "_eof", "_error", "_deferred", "_seq")
+                 "_eof", "_error", "_deferred", "_seq", "_negotiate", "_layout")
 
-    def __init__(self, role: str, version: int = V20, max_pdu: int = DEFAULT_MAX_PDU) -> None:
+    def __init__(self, role: str, version: int | None = V20,
+                 max_pdu: int = DEFAULT_MAX_PDU) -> None:
         if role not in (CLIENT, SERVER):
             raise ValueError(f"role must be {CLIENT!r} or {SERVER!r}, not {role!r}")
         if max_pdu < HEADER_LENGTH:
             raise ValueError(f"max_pdu must be at least {HEADER_LENGTH}")
-        if version not in SUPPORTED_VERSIONS:
+        if version is not None and version not in SUPPORTED_VERSIONS:
             raise ValueError(f"CMPP version 0x{version:02X} is not supported")
         self.role = role
         self.version = version
+        self._negotiate = version is None
+        # The table PDUs are read and written with. Before a negotiating
+        # session's CONNECT only CONNECT is allowed, and it reads the same in
+        # every table; anything else is refused by the state table, so which
+        # table decodes it only changes the wording of the error.
+        self._layout = V20 if version is None else version
         self.max_pdu = max_pdu
         self._state = UNBOUND
         self._buf = bytearray()
@@ -115,8 +138,10 @@ class Connection:
         The state only advances if encoding succeeds.
         """
         after = next_state(self.role, SEND, self._state, event)
-        data = encode(event, self.version)
+        data = encode(event, self._layout)     # a CONNECT encodes the same in every table
         self._state = after
+        if self._negotiate and type(event) is Connect:
+            self._layout = self.version = negotiate_version(event.version)
         return data
 
     # --- receiving ---------------------------------------------------------------
@@ -179,12 +204,14 @@ class Connection:
         # Consume the PDU before parsing so a bad one is skipped, not re-read.
         self._pos = pos + total
         event = decode_body(command_id, sequence_id, buf, pos + HEADER_LENGTH,
-                            total - HEADER_LENGTH, self.version)
+                            total - HEADER_LENGTH, self._layout)
         try:
             self._state = next_state(self.role, RECEIVE, self._state, event)
         except CmppProtocolError as exc:
             exc.command_id = command_id
             raise
+        if self._negotiate and type(event) is Connect:
+            self._layout = self.version = negotiate_version(event.version)
         return event
 
     def events(self) -> list[Event]:

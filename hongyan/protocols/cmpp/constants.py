@@ -11,14 +11,14 @@ from __future__ import annotations
 from enum import IntEnum
 
 HEADER_LENGTH = 12          # Total_Length + Command_Id + Sequence_Id
-DEFAULT_MAX_PDU = 4096      # far above the largest legal 2.0 PDU (a 100-number submit is ~2.5 KB)
+DEFAULT_MAX_PDU = 4096      # above the largest legal PDU (a 100-number submit: ~2.5 KB in 2.0, ~3.6 KB in 3.0)
 RESPONSE_BIT = 0x80000000   # set in the Command_Id of every response
 MAX_SEQUENCE = 0x7FFFFFFF   # some gateways treat Sequence_Id as signed, so stay positive
 
 
 class Version(IntEnum):
     """The Version octet of CMPP_CONNECT: high nibble major, low nibble minor."""
-    V20 = 0x20  # CMPP 2.0, the layouts implemented in wire.py
+    V20 = 0x20  # CMPP 2.0
     V30 = 0x30  # CMPP 3.0: wider status/result fields, 32-octet numbers, LinkID
 
 
@@ -98,5 +98,7 @@ class MsgFmt(IntEnum):
     GBK = 15        # GB-encoded Chinese text
 
 
-# The status report inside a DELIVER is always 60 octets in 2.0 (7.4.5.1).
+# The status report inside a DELIVER is always 60 octets in 2.0 and 71 in
+# 3.0, whose Dest_terminal_Id is 32 octets instead of 21 (7.4.5.1).
 STATUS_REPORT_LENGTH = 60
+STATUS_REPORT_LENGTH_V30 = 71

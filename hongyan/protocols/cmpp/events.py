@@ -6,6 +6,13 @@ padding stripped; ``msg_content`` stays bytes because its meaning depends on
 ``msg_fmt`` and ``tp_udhi``.
 
 ``msg_id`` is the 64-bit CMPP Msg_Id as an unsigned int (see ``msgid.py``).
+
+The classes serve CMPP 2.0 and 3.0 alike. Fields that exist in only one
+version have defaults and must be left at them in the other (the codec
+raises rather than drop a value): ``reserve``/``reserved`` are 2.0's,
+``fee_terminal_type``, ``dest_terminal_type``, ``src_terminal_type`` and
+``link_id`` are 3.0's. Status and result fields are one octet in 2.0 and four
+in 3.0.
 """
 from __future__ import annotations
 
@@ -72,7 +79,10 @@ class Submit:
     valid_time: str = ""
     at_time: str = ""
     src_id: str = ""          # source number: access code + extension
-    reserve: bytes = b""
+    reserve: bytes = b""      # 2.0 only
+    fee_terminal_type: int = 0   # 3.0 only: 0 real number, 1 pseudo-code
+    dest_terminal_type: int = 0  # 3.0 only, one for all numbers: 0 real, 1 pseudo-code
+    link_id: str = ""         # 3.0 only: ties an MT to the MO or order it answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +99,7 @@ class StatusReport:
     stat: str                 # DELIVRD, EXPIRED, UNDELIV, REJECTD, MA:0001, ...
     submit_time: str          # YYMMDDHHMM
     done_time: str            # YYMMDDHHMM
-    dest_terminal_id: str
+    dest_terminal_id: str     # 21 octets in 2.0, 32 in 3.0
     smsc_sequence: int = 0
 
 
@@ -110,8 +120,10 @@ class Deliver:
     tp_udhi: int = 0
     msg_fmt: int = 0
     registered_delivery: int = 0
-    reserved: bytes = b""
+    reserved: bytes = b""     # 2.0 only
     report: StatusReport | None = field(default=None)
+    src_terminal_type: int = 0   # 3.0 only: 0 real number, 1 pseudo-code
+    link_id: str = ""         # 3.0 only: echo it in the answering Submit
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Byte layouts of CMPP 2.0 PDUs: one event <-> one complete PDU.
+"""Byte layouts of CMPP 2.0 and 3.0 PDUs: one event <-> one complete PDU.
 
 A PDU is a 12-octet header (Total_Length, Command_Id, Sequence_Id; big-endian
 uint32, spec section 7.3) followed by a body whose layout depends on the
@@ -7,11 +7,15 @@ strings": ASCII text right-padded with NUL octets (section 7.1). Encoding
 pads with NULs; decoding cuts at the first NUL.
 
 Section numbers below refer to "China Mobile Peer to Peer (CMPP) V2.0",
-China Mobile, April 2002.
+China Mobile, April 2002, and to "CMPP V3.0", whose SP <-> ISMG chapter keeps
+the same numbering (7.4.1 CONNECT ... 7.4.7 ACTIVE_TEST).
 
-Layouts are kept per protocol version in ``_TABLES`` so CMPP 3.0 (wider
-status fields, 32-octet numbers, LinkID) can be added as a second table
-without touching the 2.0 code. Only 2.0 is implemented.
+Layouts are kept per protocol version in ``_TABLES``. CMPP 3.0 differs from
+2.0 only in some bodies: four-octet status/result fields, 32-octet terminal
+numbers each followed by a one-octet type, and a 20-octet LinkID where 2.0
+has 8 reserved octets. PDUs whose layout is the same in both versions share
+one encoder and decoder. In particular CONNECT is identical, so a server can
+read it before it knows the session version: see :func:`negotiate_version`.
 
 This module does no framing: :func:`decode` takes exactly one PDU. Use
 :class:`~hongyan.protocols.cmpp.connection.Connection` for a byte stream.
@@ -25,7 +29,7 @@ from .constants import (
     CMPP_ACTIVE_TEST, CMPP_ACTIVE_TEST_RESP, CMPP_CANCEL, CMPP_CANCEL_RESP, CMPP_CONNECT,
     CMPP_CONNECT_RESP, CMPP_DELIVER, CMPP_DELIVER_RESP, CMPP_QUERY, CMPP_QUERY_RESP,
     CMPP_SUBMIT, CMPP_SUBMIT_RESP, CMPP_TERMINATE, CMPP_TERMINATE_RESP, HEADER_LENGTH,
-    STATUS_REPORT_LENGTH, V20,
+    V20, V30,
 )
 from .errors import CmppError
 from .events import (
@@ -82,14 +86,51 @@ _SUBMIT_FIXED = _SUBMIT_HEAD.size + 1 + 8      # everything except numbers and c
 _DELIVER_FIXED = _DELIVER_HEAD.size + 8         # everything except content
 _NUMBER_WIDTH = 21                              # Dest_terminal_Id in 2.0
 
-_number_structs: dict[int, Struct] = {}
+# --- CMPP 3.0 layouts that differ from 2.0 -----------------------------------------
+
+# 3.0 7.4.1.2 CMPP_CONNECT_RESP: Status 4, AuthenticatorISMG 16, Version 1.
+_CONNECT_RESP_30 = Struct(">I16sB")
+_CONNECT_RESP_30_PDU = Struct(">IIII16sB")
+# 3.0 7.4.3.1 CMPP_SUBMIT up to and including DestUsr_tl: Msg_Id 8, Pk_total 1,
+# Pk_number 1, Registered_Delivery 1, Msg_level 1, Service_Id 10, Fee_UserType 1,
+# Fee_terminal_Id 32, Fee_terminal_type 1, TP_pId 1, TP_udhi 1, Msg_Fmt 1,
+# Msg_src 6, FeeType 2, FeeCode 6, ValId_Time 17, At_Time 17, Src_Id 21,
+# DestUsr_tl 1 (129 octets). Then Dest_terminal_Id 32 x DestUsr_tl,
+# Dest_terminal_type 1, Msg_Length 1, Msg_Content, LinkID 20.
+_SUBMIT_HEAD_30 = Struct(">QBBBB10sB32sBBBB6s2s6s17s17s21sB")
+_SUBMIT_HEAD_30_PDU = Struct(">IIIQBBBB10sB32sBBBB6s2s6s17s17s21sB")
+# 3.0 7.4.3.2 CMPP_SUBMIT_RESP and 7.4.5.2 CMPP_DELIVER_RESP: Msg_Id 8, Result 4.
+_MSGID_RESULT_30 = Struct(">QI")
+_MSGID_RESULT_30_PDU = Struct(">IIIQI")
+# 3.0 7.4.5.1 CMPP_DELIVER up to Msg_Length: Msg_Id 8, Dest_Id 21, Service_Id 10,
+# TP_pid 1, TP_udhi 1, Msg_Fmt 1, Src_terminal_Id 32, Src_terminal_type 1,
+# Registered_Delivery 1, Msg_Length 1 (77 octets). Then Msg_Content, LinkID 20.
+_DELIVER_HEAD_30 = Struct(">Q21s10sBBB32sBBB")
+_DELIVER_HEAD_30_PDU = Struct(">IIIQ21s10sBBB32sBBB")
+# 3.0 7.4.5.1 status report: Msg_Id 8, Stat 7, Submit_time 10, Done_time 10,
+# Dest_terminal_Id 32, SMSC_sequence 4 (71 octets).
+_REPORT_30 = Struct(">Q7s10s10s32sI")
+# 3.0 7.4.6.2 CMPP_CANCEL_RESP: Success_Id 4.
+_CANCEL_RESP_30_PDU = Struct(">IIII")
+
+# Dest_terminal_type and Msg_Length, between the numbers and the content.
+_TYPE_AND_LENGTH = Struct(">BB")
+
+_LINK_ID_WIDTH = 20
+_NUMBER_WIDTH_30 = 32                           # every terminal number in 3.0
+# Everything except numbers and content: the head, Dest_terminal_type,
+# Msg_Length and LinkID.
+_SUBMIT_FIXED_30 = _SUBMIT_HEAD_30.size + 1 + 1 + _LINK_ID_WIDTH
+_DELIVER_FIXED_30 = _DELIVER_HEAD_30.size + _LINK_ID_WIDTH
+
+_number_structs: dict[tuple[int, int], Struct] = {}
 
 
-def _numbers_struct(count: int) -> Struct:
-    """A Struct for ``count`` consecutive 21-octet numbers, built once per count."""
-    s = _number_structs.get(count)
+def _numbers_struct(count: int, width: int = _NUMBER_WIDTH) -> Struct:
+    """A Struct for ``count`` consecutive ``width``-octet numbers, built once per count."""
+    s = _number_structs.get((width, count))
     if s is None:
-        s = _number_structs[count] = Struct(f"{_NUMBER_WIDTH}s" * count)
+        s = _number_structs[width, count] = Struct(f"{width}s" * count)
     return s
 
 
@@ -131,26 +172,39 @@ def _expect(body_length: int, expected: int, name: str) -> None:
 
 # --- status report (the Msg_Content of a Deliver with Registered_Delivery 1) ---
 
-def encode_report(report: StatusReport) -> bytes:
-    """The 60-octet Msg_Content carrying ``report`` (section 7.4.5.1)."""
+# Per version: the report's Struct and the width of its Dest_terminal_Id.
+_REPORT_LAYOUTS = {V20: (_REPORT, 21), V30: (_REPORT_30, _NUMBER_WIDTH_30)}
+
+
+def _report_layout(version: int) -> tuple[Struct, int]:
     try:
-        return _REPORT.pack(
+        return _REPORT_LAYOUTS[version]
+    except KeyError:
+        raise ValueError(f"CMPP version 0x{version:02X} is not supported") from None
+
+
+def encode_report(report: StatusReport, version: int = V20) -> bytes:
+    """The Msg_Content carrying ``report`` (section 7.4.5.1): 60 octets in 2.0, 71 in 3.0."""
+    layout, number_width = _report_layout(version)
+    try:
+        return layout.pack(
             report.msg_id,
             _octets(report.stat, 7, "Stat"),
             _octets(report.submit_time, 10, "Submit_time"),
             _octets(report.done_time, 10, "Done_time"),
-            _octets(report.dest_terminal_id, 21, "Dest_terminal_Id"),
+            _octets(report.dest_terminal_id, number_width, "Dest_terminal_Id"),
             report.smsc_sequence,
         )
     except (StructError, UnicodeError, TypeError, AttributeError) as exc:
         raise CmppError(f"cannot encode status report: {exc}") from exc
 
 
-def decode_report(content: bytes) -> StatusReport:
-    """Parse the Msg_Content of a status report; it must be exactly 60 octets."""
-    if len(content) != STATUS_REPORT_LENGTH:
-        raise CmppError(f"a status report is {STATUS_REPORT_LENGTH} octets, got {len(content)}")
-    msg_id, stat, submit_time, done_time, dest, smsc_sequence = _REPORT.unpack(content)
+def decode_report(content: bytes, version: int = V20) -> StatusReport:
+    """Parse the Msg_Content of a status report: exactly 60 octets in 2.0, 71 in 3.0."""
+    layout, _ = _report_layout(version)
+    if len(content) != layout.size:
+        raise CmppError(f"a status report is {layout.size} octets, got {len(content)}")
+    msg_id, stat, submit_time, done_time, dest, smsc_sequence = layout.unpack(content)
     try:
         return StatusReport(msg_id, _text(stat), _text(submit_time), _text(done_time),
                             _text(dest), smsc_sequence)
@@ -184,10 +238,25 @@ def _enc_active_test_resp(e: ActiveTestResp) -> bytes:
                                       e.sequence_id, e.reserved)
 
 
-def _enc_submit(e: Submit) -> bytes:
+def _only_in_30(name: str) -> CmppError:
+    return CmppError(f"{name} exists only in CMPP 3.0; a 2.0 PDU has no field for it")
+
+
+def _only_in_20(name: str) -> CmppError:
+    return CmppError(f"{name} exists only in CMPP 2.0; a 3.0 PDU has no field for it")
+
+
+def _dest_numbers(e: Submit) -> tuple[str, ...]:
     numbers = e.dest_terminal_ids
     if isinstance(numbers, str):
         raise CmppError("dest_terminal_ids must be a sequence of numbers, not one string")
+    return numbers
+
+
+def _enc_submit(e: Submit) -> bytes:
+    if e.link_id or e.fee_terminal_type or e.dest_terminal_type:
+        raise _only_in_30("link_id" if e.link_id else "fee_terminal_type/dest_terminal_type")
+    numbers = _dest_numbers(e)
     count = len(numbers)
     content = e.msg_content
     if len(content) > 255:
@@ -221,15 +290,20 @@ def _enc_msgid_result(command_id: int) -> Callable[[Event], bytes]:
     return encode
 
 
-def _enc_deliver(e: Deliver) -> bytes:
+def _deliver_content(e: Deliver, version: int) -> tuple[bytes, int]:
+    """Msg_Content and Registered_Delivery: a report replaces the content."""
     if e.report is not None:
-        content = encode_report(e.report)
-        registered_delivery = 1
-    else:
-        content = e.msg_content
-        registered_delivery = e.registered_delivery
-        if len(content) > 255:
-            raise CmppError(f"Msg_Content is {len(content)} octets; Msg_Length holds at most 255")
+        return encode_report(e.report, version), 1
+    content = e.msg_content
+    if len(content) > 255:
+        raise CmppError(f"Msg_Content is {len(content)} octets; Msg_Length holds at most 255")
+    return content, e.registered_delivery
+
+
+def _enc_deliver(e: Deliver) -> bytes:
+    if e.link_id or e.src_terminal_type:
+        raise _only_in_30("link_id" if e.link_id else "src_terminal_type")
+    content, registered_delivery = _deliver_content(e, V20)
     total = HEADER_LENGTH + _DELIVER_FIXED + len(content)
     head = _DELIVER_HEAD_PDU.pack(
         total, CMPP_DELIVER, e.sequence_id,
@@ -400,6 +474,179 @@ def _dec_cancel_resp(buf, off: int, n: int, seq: int) -> CancelResp:
     return CancelResp(seq, buf[off])
 
 
+# --- CMPP 3.0 encoders -----------------------------------------------------------------
+
+def _enc_connect_resp_30(e: ConnectResp) -> bytes:
+    return _CONNECT_RESP_30_PDU.pack(_CONNECT_RESP_30_PDU.size, CMPP_CONNECT_RESP,
+                                     e.sequence_id, e.status,
+                                     _fixed(e.authenticator, 16, "AuthenticatorISMG"),
+                                     e.version)
+
+
+def _enc_submit_30(e: Submit) -> bytes:
+    if e.reserve:
+        raise _only_in_20("reserve")
+    numbers = _dest_numbers(e)
+    count = len(numbers)
+    content = e.msg_content
+    if len(content) > 255:
+        raise CmppError(f"Msg_Content is {len(content)} octets; Msg_Length holds at most 255")
+    total = HEADER_LENGTH + _SUBMIT_FIXED_30 + count * _NUMBER_WIDTH_30 + len(content)
+    head = _SUBMIT_HEAD_30_PDU.pack(
+        total, CMPP_SUBMIT, e.sequence_id,
+        e.msg_id, e.pk_total, e.pk_number, e.registered_delivery, e.msg_level,
+        _octets(e.service_id, 10, "Service_Id"),
+        e.fee_user_type,
+        _octets(e.fee_terminal_id, _NUMBER_WIDTH_30, "Fee_terminal_Id"),
+        e.fee_terminal_type,
+        e.tp_pid, e.tp_udhi, e.msg_fmt,
+        _octets(e.msg_src, 6, "Msg_src"),
+        _octets(e.fee_type, 2, "FeeType"),
+        _octets(e.fee_code, 6, "FeeCode"),
+        _octets(e.valid_time, 17, "ValId_Time"),
+        _octets(e.at_time, 17, "At_Time"),
+        _octets(e.src_id, 21, "Src_Id"),
+        count,
+    )
+    dests = _numbers_struct(count, _NUMBER_WIDTH_30).pack(
+        *[_octets(n, _NUMBER_WIDTH_30, "Dest_terminal_Id") for n in numbers])
+    return b"".join((head, dests, _TYPE_AND_LENGTH.pack(e.dest_terminal_type, len(content)),
+                     content,
+                     _octets(e.link_id, _LINK_ID_WIDTH, "LinkID").ljust(_LINK_ID_WIDTH, b"\0")))
+
+
+def _enc_msgid_result_30(command_id: int) -> Callable[[Event], bytes]:
+    def encode(e: SubmitResp | DeliverResp) -> bytes:
+        return _MSGID_RESULT_30_PDU.pack(_MSGID_RESULT_30_PDU.size, command_id,
+                                         e.sequence_id, e.msg_id, e.result)
+    return encode
+
+
+def _enc_deliver_30(e: Deliver) -> bytes:
+    if e.reserved:
+        raise _only_in_20("reserved")
+    content, registered_delivery = _deliver_content(e, V30)
+    total = HEADER_LENGTH + _DELIVER_FIXED_30 + len(content)
+    head = _DELIVER_HEAD_30_PDU.pack(
+        total, CMPP_DELIVER, e.sequence_id,
+        e.msg_id,
+        _octets(e.dest_id, 21, "Dest_Id"),
+        _octets(e.service_id, 10, "Service_Id"),
+        e.tp_pid, e.tp_udhi, e.msg_fmt,
+        _octets(e.src_terminal_id, _NUMBER_WIDTH_30, "Src_terminal_Id"),
+        e.src_terminal_type,
+        registered_delivery, len(content),
+    )
+    return b"".join((head, content,
+                     _octets(e.link_id, _LINK_ID_WIDTH, "LinkID").ljust(_LINK_ID_WIDTH, b"\0")))
+
+
+def _enc_cancel_resp_30(e: CancelResp) -> bytes:
+    return _CANCEL_RESP_30_PDU.pack(_CANCEL_RESP_30_PDU.size, CMPP_CANCEL_RESP, e.sequence_id,
+                                    e.success_id)
+
+
+# --- CMPP 3.0 decoders ----------------------------------------------------------------
+
+def _dec_connect_resp_30(buf, off: int, n: int, seq: int) -> ConnectResp:
+    _expect(n, _CONNECT_RESP_30.size, "CMPP_CONNECT_RESP")
+    status, auth, version = _CONNECT_RESP_30.unpack_from(buf, off)
+    return ConnectResp(seq, status, auth, version)
+
+
+def _dec_submit_30(buf, off: int, n: int, seq: int) -> Submit:
+    if n < _SUBMIT_FIXED_30:
+        raise CmppError(f"CMPP_SUBMIT body is {n} octets; at least {_SUBMIT_FIXED_30} needed")
+    (msg_id, pk_total, pk_number, registered_delivery, msg_level, service_id, fee_user_type,
+     fee_terminal_id, fee_terminal_type, tp_pid, tp_udhi, msg_fmt, msg_src, fee_type,
+     fee_code, valid_time, at_time, src_id, count) = _SUBMIT_HEAD_30.unpack_from(buf, off)
+    without_content = _SUBMIT_FIXED_30 + count * _NUMBER_WIDTH_30
+    if n < without_content:
+        raise CmppError(f"CMPP_SUBMIT DestUsr_tl={count} does not fit a {n}-octet body")
+    p = off + _SUBMIT_HEAD_30.size
+    numbers = _numbers_struct(count, _NUMBER_WIDTH_30).unpack_from(buf, p)
+    p += count * _NUMBER_WIDTH_30
+    dest_terminal_type = buf[p]
+    length = buf[p + 1]
+    if n != without_content + length:
+        raise CmppError(f"CMPP_SUBMIT Msg_Length={length} does not match a {n}-octet body")
+    p += 2
+    content = bytes(buf[p:p + length])
+    p += length
+    link_id = _text(bytes(buf[p:p + _LINK_ID_WIDTH]))
+    return Submit(
+        sequence_id=seq,
+        dest_terminal_ids=tuple([_text(x) for x in numbers]),
+        msg_content=content,
+        msg_id=msg_id,
+        pk_total=pk_total,
+        pk_number=pk_number,
+        registered_delivery=registered_delivery,
+        msg_level=msg_level,
+        service_id=_text(service_id),
+        fee_user_type=fee_user_type,
+        fee_terminal_id=_text(fee_terminal_id),
+        tp_pid=tp_pid,
+        tp_udhi=tp_udhi,
+        msg_fmt=msg_fmt,
+        msg_src=_text(msg_src),
+        fee_type=_text(fee_type),
+        fee_code=_text(fee_code),
+        valid_time=_text(valid_time),
+        at_time=_text(at_time),
+        src_id=_text(src_id),
+        fee_terminal_type=fee_terminal_type,
+        dest_terminal_type=dest_terminal_type,
+        link_id=link_id,
+    )
+
+
+def _dec_msgid_result_30(cls: type, name: str):
+    def decode(buf, off: int, n: int, seq: int):
+        _expect(n, _MSGID_RESULT_30.size, name)
+        msg_id, result = _MSGID_RESULT_30.unpack_from(buf, off)
+        return cls(seq, msg_id, result)
+    return decode
+
+
+def _dec_deliver_30(buf, off: int, n: int, seq: int) -> Deliver:
+    if n < _DELIVER_FIXED_30:
+        raise CmppError(f"CMPP_DELIVER body is {n} octets; at least {_DELIVER_FIXED_30} needed")
+    (msg_id, dest_id, service_id, tp_pid, tp_udhi, msg_fmt, src_terminal_id,
+     src_terminal_type, registered_delivery, length) = _DELIVER_HEAD_30.unpack_from(buf, off)
+    if n != _DELIVER_FIXED_30 + length:
+        raise CmppError(f"CMPP_DELIVER Msg_Length={length} does not match a {n}-octet body")
+    p = off + _DELIVER_HEAD_30.size
+    content = bytes(buf[p:p + length])
+    p += length
+    link_id = _text(bytes(buf[p:p + _LINK_ID_WIDTH]))
+    report = decode_report(content, V30) if registered_delivery == 1 else None
+    return Deliver(
+        sequence_id=seq,
+        msg_id=msg_id,
+        dest_id=_text(dest_id),
+        src_terminal_id=_text(src_terminal_id),
+        msg_content=content,
+        service_id=_text(service_id),
+        tp_pid=tp_pid,
+        tp_udhi=tp_udhi,
+        msg_fmt=msg_fmt,
+        registered_delivery=registered_delivery,
+        report=report,
+        src_terminal_type=src_terminal_type,
+        link_id=link_id,
+    )
+
+
+def _dec_cancel_resp_30(buf, off: int, n: int, seq: int) -> CancelResp:
+    # 3.0 widened Success_Id to four octets; gateways that kept 2.0's single
+    # octet are still understood, since the body length tells them apart.
+    if n == 1:
+        return CancelResp(seq, buf[off])
+    _expect(n, 4, "CMPP_CANCEL_RESP")
+    return CancelResp(seq, int.from_bytes(buf[off:off + 4], "big"))
+
+
 # --- version tables ---------------------------------------------------------------
 
 Decoder = Callable[..., Event]
@@ -446,9 +693,49 @@ _V20_TABLE = _Table(
     },
 )
 
-_TABLES: dict[int, _Table] = {V20: _V20_TABLE}
+# 3.0 starts from 2.0 and replaces the PDUs whose bodies changed; CONNECT,
+# TERMINATE, ACTIVE_TEST(_RESP), QUERY(_RESP) and CANCEL are the same.
+_V30_TABLE = _Table(
+    encoders={
+        **_V20_TABLE.encoders,
+        ConnectResp: _enc_connect_resp_30,
+        Submit: _enc_submit_30,
+        SubmitResp: _enc_msgid_result_30(CMPP_SUBMIT_RESP),
+        Deliver: _enc_deliver_30,
+        DeliverResp: _enc_msgid_result_30(CMPP_DELIVER_RESP),
+        CancelResp: _enc_cancel_resp_30,
+    },
+    decoders={
+        **_V20_TABLE.decoders,
+        CMPP_CONNECT_RESP: _dec_connect_resp_30,
+        CMPP_SUBMIT: _dec_submit_30,
+        CMPP_SUBMIT_RESP: _dec_msgid_result_30(SubmitResp, "CMPP_SUBMIT_RESP"),
+        CMPP_DELIVER: _dec_deliver_30,
+        CMPP_DELIVER_RESP: _dec_msgid_result_30(DeliverResp, "CMPP_DELIVER_RESP"),
+        CMPP_CANCEL_RESP: _dec_cancel_resp_30,
+    },
+)
+
+_TABLES: dict[int, _Table] = {V20: _V20_TABLE, V30: _V30_TABLE}
 
 SUPPORTED_VERSIONS = frozenset(_TABLES)
+
+
+def negotiate_version(requested: int) -> int:
+    """The layouts a session runs on when the SP's CONNECT asks for ``requested``.
+
+    CONNECT has the same layout in every version, so a server that speaks
+    both reads it first (``decode(pdu)`` with any version, or a
+    ``Connection(..., version=None)``) and then picks the session version
+    from its Version field: the highest supported version not above the
+    request (0x30 for 0x30 and up, 0x20 for 0x20-0x2F). A request below
+    every supported version gets the lowest, so that a refusing CONNECT_RESP
+    can still be encoded. Whether to accept is the server's call: compare
+    ``connect.version`` with the result and answer
+    ``ConnectStatus.VERSION_TOO_HIGH`` if it will not serve the request.
+    """
+    candidates = [v for v in _TABLES if v <= requested]
+    return max(candidates) if candidates else min(_TABLES)
 
 
 def _table(version: int) -> _Table:
