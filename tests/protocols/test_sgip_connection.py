@@ -6,10 +6,10 @@ from datetime import datetime
 import pytest
 
 from hongyan.protocols.sgip import (
-    CLOSED, NEED_DATA, SMG_LINK, SP_LINK, Bind, BindResp, Connection, Deliver, DeliverResp,
-    LoginType, Report, ReportResp, SequenceNumber, SessionState, SgipError, SgipProtocolError,
-    Submit, SubmitResp, Trace, TraceResp, TraceResult, Unbind, UnbindResp, UserRpt, UserRptResp,
-    encode,
+    CLOSED, NEED_DATA, SMG_LINK, SP_LINK, TEST_LINK, Bind, BindResp, Connection, Deliver,
+    DeliverResp, LoginType, Report, ReportResp, SequenceNumber, SessionState, SgipError,
+    SgipProtocolError, Submit, SubmitResp, Trace, TraceResp, TraceResult, Unbind, UnbindResp,
+    UserRpt, UserRptResp, encode,
 )
 
 SP_NODE = 3075512345
@@ -66,7 +66,12 @@ def test_each_role_binds_with_its_own_login_type():
     with pytest.raises(SgipProtocolError):
         smg.send(Bind(seq(1), LoginType.SP_TO_SMG, "smg", "pw"))
     with pytest.raises(SgipProtocolError):
-        sp.send(Bind(seq(1), LoginType.TEST, "sp", "pw"))
+        smg.send(Bind(seq(1), LoginType.TEST, "smg", "pw"))      # only an SP opens a test link
+    for gateway_link in (LoginType.SMG_TO_SMG, LoginType.SMG_TO_GNS, 0, 255):
+        with pytest.raises(SgipProtocolError):
+            sp.send(Bind(seq(1), gateway_link, "sp", "pw"))
+        with pytest.raises(SgipProtocolError):
+            smg.send(Bind(seq(1), gateway_link, "smg", "pw"))
     assert sp.state is smg.state is SessionState.UNBOUND
     assert sp.link is smg.link is None
 
@@ -178,6 +183,20 @@ def test_smg_link_refuses_sp_requests():
     smg.receive_data(encode(Submit(seq(9), "10655", ("8613000000000",), b"x")))
     with pytest.raises(SgipProtocolError):
         smg.next_event()
+
+
+def test_test_link_carries_only_trace():
+    sp, smg = Connection("sp"), Connection("smg")
+    deliver_to(smg, sp.send(Bind(seq(1), LoginType.TEST, "sp", "pw")))
+    deliver_to(sp, smg.send(BindResp(seq(1), 0)))
+    assert sp.link == smg.link == TEST_LINK
+    trace = Trace(seq(2), seq(1), "8613000000000")
+    assert deliver_to(smg, sp.send(trace)) == trace
+    assert deliver_to(sp, smg.send(TraceResp(seq(2), ()))) == TraceResp(seq(2), ())
+    with pytest.raises(SgipProtocolError, match="test"):
+        sp.send(Submit(seq(3), "10655", ("8613000000000",), b"x"))
+    with pytest.raises(SgipProtocolError):
+        smg.send(Deliver(seq(3), "8613000000000", "10655", b"x"))
 
 
 # --- unbinding ---------------------------------------------------------------------------------

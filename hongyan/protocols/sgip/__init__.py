@@ -23,7 +23,7 @@ from .events import (
     Bind, BindResp, Deliver, DeliverResp, Event, Report, ReportResp, SequenceNumber, Submit,
     SubmitResp, Trace, TraceResp, TraceResult, Unbind, UnbindResp, UserRpt, UserRptResp,
 )
-from .state import SMG, SMG_LINK, SP, SP_LINK, SessionState
+from .state import SMG, SMG_LINK, SP, SP_LINK, TEST_LINK, SessionState
 from .wire import V12, decode, encode
 
 __all__ = [
@@ -32,6 +32,6 @@ __all__ = [
     "MAX_USER_COUNT", "MessageCoding", "MoRelatedFlag", "NEED_DATA", "Report", "ReportFlag",
     "ReportResp", "ReportState", "ReportType", "Result", "SMG", "SMG_LINK", "SP", "SP_LINK",
     "SequenceGenerator", "SequenceNumber", "SessionState", "SgipError", "SgipProtocolError",
-    "Submit", "SubmitResp", "Trace", "TraceResp", "TraceResult", "Unbind", "UnbindResp",
-    "UserCondition", "UserRpt", "UserRptResp", "V12", "decode", "encode", "timestamp",
+    "Submit", "SubmitResp", "TEST_LINK", "Trace", "TraceResp", "TraceResult", "Unbind",
+    "UnbindResp", "UserCondition", "UserRpt", "UserRptResp", "V12", "decode", "encode", "timestamp",
 ]

@@ -99,8 +99,8 @@ class Connection:
     """One end of an SGIP session.
 
     ``role`` is ``"sp"`` or ``"smg"``: which party this end is. Whether the
-    link is SP- or SMG-initiated follows from the Bind (Login Type 1 or 2),
-    whichever side sends it; see :attr:`link`.
+    link is SP- or SMG-initiated (or a test link) follows from the Bind's
+    Login Type (1, 2 or 11), whichever side sends it; see :attr:`link`.
 
     ``node_id`` (and ``clock``) feed :meth:`next_sequence`. ``max_pdu`` caps
     Message Length: a peer announcing a bigger (or smaller than 20) PDU is
@@ -145,7 +145,7 @@ class Connection:
 
     @property
     def link(self) -> str | None:
-        """``"SP->SMG"``, ``"SMG->SP"``, or None before a Bind was sent or received."""
+        """``SP_LINK``, ``SMG_LINK``, ``TEST_LINK``, or None before a Bind went through."""
         return self._link
 
     @property

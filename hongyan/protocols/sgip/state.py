@@ -9,6 +9,12 @@ other side only answers:
 - On an **SMG-initiated** link (Bind with Login Type 2) the SMG sends
   Deliver (MO messages), Report (status reports) and UserRpt; the SP answers
   with Deliver_Resp, Report_Resp and UserRpt_Resp.
+- On a **test** link (Bind with Login Type 11, opened by the SP) the SP only
+  traces messages: Trace, answered by Trace_Resp.
+
+Other login types (gateway to gateway, gateway to routing server) are
+outside the SP <-> SMG interface: such a Bind is refused as a protocol
+error, so the receiver can answer Bind_Resp with Result 4 (bad login type).
 
 Either side may end a bound session with Unbind; once the Unbind_Resp is
 through the session is closed. A Bind_Resp with Result 0 binds the session;
@@ -38,6 +44,7 @@ RECEIVE = "receive"
 
 SP_LINK = "SP->SMG"     # the SP connected and bound with Login Type 1
 SMG_LINK = "SMG->SP"    # the SMG connected and bound with Login Type 2
+TEST_LINK = "SP->SMG test"  # the SP connected with Login Type 11 to trace messages
 
 
 class SessionState(Enum):
@@ -60,16 +67,19 @@ ERROR = SessionState.ERROR
 # so they are looked up under these keys instead of their type.
 BIND_SP_TO_SMG = "Bind(login_type=1)"
 BIND_SMG_TO_SP = "Bind(login_type=2)"
+BIND_TEST = "Bind(login_type=11)"
 BIND_OTHER = "Bind(other login_type)"
 BIND_ACCEPTED = "BindResp(result=0)"
 BIND_REFUSED = "BindResp(result!=0)"
 
 # The link a successful Bind opens.
-LINK_OF_BIND = {BIND_SP_TO_SMG: SP_LINK, BIND_SMG_TO_SP: SMG_LINK}
+LINK_OF_BIND = {BIND_SP_TO_SMG: SP_LINK, BIND_SMG_TO_SP: SMG_LINK, BIND_TEST: TEST_LINK}
 
 # The requests and answers of a bound link, by who sends them.
-_REQUESTS = {SP_LINK: (Submit, Trace), SMG_LINK: (Deliver, Report, UserRpt)}
-_ANSWERS = {SP_LINK: (SubmitResp, TraceResp), SMG_LINK: (DeliverResp, ReportResp, UserRptResp)}
+_REQUESTS = {SP_LINK: (Submit, Trace), SMG_LINK: (Deliver, Report, UserRpt),
+             TEST_LINK: (Trace,)}
+_ANSWERS = {SP_LINK: (SubmitResp, TraceResp), SMG_LINK: (DeliverResp, ReportResp, UserRptResp),
+            TEST_LINK: (TraceResp,)}
 
 Table = dict[SessionState, dict[object, SessionState]]
 
@@ -101,18 +111,20 @@ def _acceptor(link: str) -> Table:
 
 # TRANSITIONS[link][sending role][state][event key] -> next state.
 # ``None`` is the link before a Bind went through: the SP may open an
-# SP-initiated link and the SMG an SMG-initiated one.
+# SP-initiated or a test link, the SMG an SMG-initiated one.
 TRANSITIONS: dict[str | None, dict[str, Table]] = {
     None: {
-        SP: {UNBOUND: {BIND_SP_TO_SMG: BINDING}, CLOSED: {}, ERROR: {}},
+        SP: {UNBOUND: {BIND_SP_TO_SMG: BINDING, BIND_TEST: BINDING}, CLOSED: {}, ERROR: {}},
         SMG: {UNBOUND: {BIND_SMG_TO_SP: BINDING}, CLOSED: {}, ERROR: {}},
     },
     SP_LINK: {SP: _initiator(SP_LINK), SMG: _acceptor(SP_LINK)},
     SMG_LINK: {SMG: _initiator(SMG_LINK), SP: _acceptor(SMG_LINK)},
+    TEST_LINK: {SP: _initiator(TEST_LINK), SMG: _acceptor(TEST_LINK)},
 }
 
 _PEER = {SP: SMG, SMG: SP}
-_BIND_KEYS = {LoginType.SP_TO_SMG: BIND_SP_TO_SMG, LoginType.SMG_TO_SP: BIND_SMG_TO_SP}
+_BIND_KEYS = {LoginType.SP_TO_SMG: BIND_SP_TO_SMG, LoginType.SMG_TO_SP: BIND_SMG_TO_SP,
+              LoginType.TEST: BIND_TEST}
 _BIND_OUTCOME = {True: BIND_ACCEPTED, False: BIND_REFUSED}
 
 
