@@ -2,8 +2,8 @@
 
 SGIP (Short message Gateway Interface Protocol) is China Unicom's TCP
 protocol between a service provider ("SP", us) and Unicom's short message
-gateway ("SMG"). Every PDU starts with a 20-octet header (spec section
-"Message Header"): Message Length 4, Command ID 4, Sequence Number 12, all
+gateway ("SMG"). Every PDU starts with a 20-octet header (SGIP 1.2, message
+header definition): Message Length 4, Command ID 4, Sequence Number 12, all
 big-endian unsigned integers. A response's Command ID is its request's with
 the top bit set.
 
@@ -11,8 +11,9 @@ Unlike CMPP, a TCP connection carries requests in one direction only: the
 SP connects to the SMG to submit (Bind login type 1), and the SMG connects
 to the SP to deliver MO messages and status reports (login type 2).
 
-Section names below are the headings of "中国联通短消息网关系统接口协议
-(SGIP) 1.2", China Unicom.
+References name the definition in "中国联通短消息网关系统接口协议 (SGIP)
+1.2", China Unicom, that a value comes from: a command's field table, the
+message header, or the error code table.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ UINT32_MAX = 0xFFFFFFFF
 
 
 class CommandId(IntEnum):
-    """Command ID values of the SP <-> SMG interface (section "Command ID")."""
+    """Command ID values of the SP <-> SMG interface (SGIP 1.2, Command ID table)."""
     BIND = 0x00000001               # the connecting side logs in
     BIND_RESP = 0x80000001          # login accepted or refused
     UNBIND = 0x00000002             # either side ends the session
@@ -46,7 +47,7 @@ class CommandId(IntEnum):
 
 
 class LoginType(IntEnum):
-    """Login Type of Bind: which kind of link is being opened (section "Bind")."""
+    """Login Type of Bind: which kind of link is being opened (SGIP 1.2, Bind)."""
     SP_TO_SMG = 1       # SP connects to the SMG to send Submit
     SMG_TO_SP = 2       # SMG connects to the SP to send Deliver, Report, UserRpt
     SMG_TO_SMG = 3      # between gateways, for forwarding
@@ -58,7 +59,7 @@ class LoginType(IntEnum):
 
 class Result(IntEnum):
     """Result octet of every *_Resp; 21 and above appear as Report's ErrorCode
-    (section "Error codes")."""
+    (SGIP 1.2, error code table)."""
     OK = 0                      # accepted
     BAD_LOGIN = 1               # login name or password wrong
     DUPLICATE_LOGIN = 2         # a second Bind on the same TCP connection
@@ -89,20 +90,20 @@ class Result(IntEnum):
 
 
 class ReportState(IntEnum):
-    """State of Report (section "Report")."""
+    """State of Report (SGIP 1.2, Report)."""
     DELIVERED = 0   # sent successfully
     WAITING = 1     # still waiting to be sent
     FAILED = 2      # failed; ErrorCode says why
 
 
 class ReportType(IntEnum):
-    """ReportType of Report: what the report is about (section "Report")."""
+    """ReportType of Report: what the report is about (SGIP 1.2, Report)."""
     SUBMIT = 0      # an earlier Submit
     DELIVER = 1     # an earlier Deliver forwarded between gateways
 
 
 class ReportFlag(IntEnum):
-    """ReportFlag of Submit: when a status report is wanted (section "Submit")."""
+    """ReportFlag of Submit: when a status report is wanted (SGIP 1.2, Submit)."""
     ON_ERROR = 0        # only if the message finally fails
     ALWAYS = 1          # whether it succeeds or fails
     NEVER = 2           # no report
@@ -110,7 +111,7 @@ class ReportFlag(IntEnum):
 
 
 class FeeType(IntEnum):
-    """FeeType of Submit: how the charged number is billed (section "Submit")."""
+    """FeeType of Submit: how the charged number is billed (SGIP 1.2, Submit)."""
     NOT_CHARGED = 0     # "send" type: no information fee, only the SP's channel fee
     FREE = 1            # free for the charged number
     PER_MESSAGE = 2     # information fee per message
@@ -119,7 +120,7 @@ class FeeType(IntEnum):
 
 
 class MoRelatedFlag(IntEnum):
-    """MorelatetoMTFlag of Submit: what caused this MT (section "Submit")."""
+    """MorelatetoMTFlag of Submit: what caused this MT (SGIP 1.2, Submit)."""
     MO_FIRST = 0        # first MT answering an MO request
     MO_FOLLOWING = 1    # a later MT answering an MO request
     NOT_MO = 2          # not caused by an MO (pushed by the SP)
@@ -127,13 +128,13 @@ class MoRelatedFlag(IntEnum):
 
 
 class AgentFlag(IntEnum):
-    """AgentFlag of Submit: how the carrier collects the fee (section "Submit")."""
+    """AgentFlag of Submit: how the carrier collects the fee (SGIP 1.2, Submit)."""
     RECEIVABLE = 0      # receivable
     RECEIVED = 1        # actually received
 
 
 class UserCondition(IntEnum):
-    """UserCondition of UserRpt (section "UserRpt")."""
+    """UserCondition of UserRpt (SGIP 1.2, UserRpt)."""
     CANCELLED = 0       # the subscriber cancelled the service
     SUSPENDED = 1       # suspended for arrears
     RESUMED = 2         # back to normal

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 
 class SequenceNumber(NamedTuple):
-    """The 12-octet Sequence Number: three big-endian uint32 (section "Message Header").
+    """The 12-octet Sequence Number: three big-endian uint32 (SGIP 1.2, message header).
 
     ``node_id`` identifies the sending node (for an SP: 3 + area code + corp
     id, e.g. 3075512345), ``timestamp`` is MMDDHHMMSS read as a decimal

@@ -1,6 +1,7 @@
 """Which PDUs each side may send in each session state, as tables.
 
-SGIP links are one-way for requests (spec section "Communication modes").
+SGIP links are one-way for requests (SGIP 1.2, communication modes and
+Bind).
 Whoever opens the TCP connection sends Bind and then the requests; the
 other side only answers:
 

@@ -1,13 +1,15 @@
 """Byte layouts of SGIP 1.2 PDUs: one event <-> one complete PDU.
 
 A PDU is a 20-octet header (Message Length 4, Command ID 4, Sequence
-Number 12; big-endian, section "Message Header") followed by a body whose
-layout depends on the Command ID. Bodies mix big-endian unsigned integers
-and fixed-width text fields right-padded with NUL octets (section "Basic
-data types"). Encoding pads with NULs; decoding cuts at the first NUL.
+Number 12; big-endian) followed by a body whose layout depends on the
+Command ID. Bodies mix big-endian unsigned integers and fixed-width text
+fields right-padded with NUL octets. Encoding pads with NULs; decoding cuts
+at the first NUL.
 
-Section names refer to the command headings of "中国联通短消息网关系统
-接口协议 (SGIP) 1.2", China Unicom.
+Each layout below names the command whose field table in "中国联通短消息网关
+系统接口协议 (SGIP) 1.2", China Unicom, it follows; widths were checked
+against the public SGIP implementations ElegantCloud/feiying_sgip (sgip.c,
+sgip.h) and yedamao/go_sgip.
 
 Layouts are kept in ``_TABLES`` per version so a later revision (SGIP 1.3
 adds LinkID to Submit and Deliver) can be a second table. Only 1.2 exists.
@@ -30,18 +32,18 @@ from .events import (
 V12 = 0x12
 """SGIP 1.2, the only layout table."""
 
-# Message Header: Message Length, Command ID, Sequence Number as three uint32.
+# SGIP 1.2 message header: Message Length, Command ID, Sequence Number as three uint32.
 HEADER = Struct(">IIIII")
 
 # --- layouts (body structs decode, header+body structs encode in one pack) ---
 
-# Bind: Login Type 1, Login Name 16, Login Password 16, Reserve 8.
+# SGIP 1.2 Bind: Login Type 1, Login Name 16, Login Password 16, Reserve 8.
 _BIND = Struct(">B16s16s8s")
 _BIND_PDU = Struct(">IIIIIB16s16s8s")
-# Bind_Resp, Submit_Resp, Deliver_Resp, Report_Resp, UserRpt_Resp: Result 1, Reserve 8.
+# SGIP 1.2 Bind_Resp, Submit_Resp, Deliver_Resp, Report_Resp, UserRpt_Resp: Result 1, Reserve 8.
 _RESULT = Struct(">B8s")
 _RESULT_PDU = Struct(">IIIIIB8s")
-# Submit up to UserCount: SPNumber 21, ChargeNumber 21, UserCount 1.
+# SGIP 1.2 Submit up to UserCount: SPNumber 21, ChargeNumber 21, UserCount 1.
 _SUBMIT_HEAD = Struct(">21s21sB")
 _SUBMIT_HEAD_PDU = Struct(">IIIII21s21sB")
 # Then UserNumber 21 x UserCount, then CorpId 5, ServiceType 10, FeeType 1,
@@ -50,21 +52,21 @@ _SUBMIT_HEAD_PDU = Struct(">IIIII21s21sB")
 # MessageCoding 1, MessageType 1, MessageLength 4 (72 octets), then
 # MessageContent and Reserve 8.
 _SUBMIT_MIDDLE = Struct(">5s10sB6s6sBBB16s16sBBBBBI")
-# Deliver: UserNumber 21, SPNumber 21, TP_pid 1, TP_udhi 1, MessageCoding 1,
+# SGIP 1.2 Deliver: UserNumber 21, SPNumber 21, TP_pid 1, TP_udhi 1, MessageCoding 1,
 # MessageLength 4 (49 octets), then MessageContent and Reserve 8.
 _DELIVER_HEAD = Struct(">21s21sBBBI")
 _DELIVER_HEAD_PDU = Struct(">IIIII21s21sBBBI")
-# Report: SubmitSequenceNumber 12, ReportType 1, UserNumber 21, State 1,
+# SGIP 1.2 Report: SubmitSequenceNumber 12, ReportType 1, UserNumber 21, State 1,
 # ErrorCode 1, Reserve 8.
 _REPORT = Struct(">IIIB21sBB8s")
 _REPORT_PDU = Struct(">IIIIIIIIB21sBB8s")
-# UserRpt: SPNumber 21, UserNumber 21, UserCondition 1, Reserve 8.
+# SGIP 1.2 UserRpt: SPNumber 21, UserNumber 21, UserCondition 1, Reserve 8.
 _USERRPT = Struct(">21s21sB8s")
 _USERRPT_PDU = Struct(">IIIII21s21sB8s")
-# Trace: SubmitSequenceNumber 12, UserNumber 21, Reserve 8.
+# SGIP 1.2 Trace: SubmitSequenceNumber 12, UserNumber 21, Reserve 8.
 _TRACE = Struct(">III21s8s")
 _TRACE_PDU = Struct(">IIIIIIII21s8s")
-# Trace_Resp: Count 1, then per node: Result 1, NodeId 6, ReceiveTime 16,
+# SGIP 1.2 Trace_Resp: Count 1, then per node: Result 1, NodeId 6, ReceiveTime 16,
 # SendTime 16, Reserve 8 (47 octets).
 _TRACE_ITEM = Struct(">B6s16s16s8s")
 
