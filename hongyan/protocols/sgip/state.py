@@ -1,9 +1,8 @@
 """Which PDUs each side may send in each session state, as tables.
 
 SGIP links are one-way for requests (SGIP 1.2, communication modes and
-Bind).
-Whoever opens the TCP connection sends Bind and then the requests; the
-other side only answers:
+Bind). Whoever opens the TCP connection sends Bind and then the requests;
+the other side only answers:
 
 - On an **SP-initiated** link (Bind with Login Type 1) the SP sends Submit
   and Trace; the SMG answers with Submit_Resp and Trace_Resp.
