@@ -19,7 +19,8 @@ DEFAULT_MAX_PDU = 4096      # a 100-number submit with full content and every TL
 RESPONSE_BIT = 0x80000000   # set in the RequestID of every response
 MAX_SEQUENCE = 0x7FFFFFFF   # some gateways treat SequenceID as signed, so stay positive
 MAX_DEST_TERM_IDS = 100     # DestTermIDCount is at most 100 (6.2.21)
-MSG_ID_LENGTH = 10          # MsgID: SMGW code 3 + MMDDHHMM 4 + sequence 3, all BCD (chapter 6.2, MsgID)
+# MsgID: SMGW code 3 + MMDDHHMM 4 + sequence 3 octets, all packed BCD (chapter 6.2, MsgID).
+MSG_ID_LENGTH = 10
 
 
 class Version(IntEnum):
