@@ -140,7 +140,9 @@ class _Compiled:
         return TemplateMatch(self.template, {name: m.group(f"v{i}") for i, name in enumerate(self.names)})
 
 
-def _index(entries: Iterable[_Compiled], key: Callable[[Template], str]) -> tuple[dict[str, list[_Compiled]], tuple[int, ...]]:
+def _index(entries: Iterable[_Compiled], key: Callable[[Template], str],
+           ) -> tuple[dict[str, list[_Compiled]], tuple[int, ...]]:
+    """Entries grouped by ``key``, and the distinct key lengths, longest first."""
     by_key: dict[str, list[_Compiled]] = {}
     for entry in entries:
         by_key.setdefault(key(entry.template), []).append(entry)
