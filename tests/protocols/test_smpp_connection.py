@@ -59,7 +59,8 @@ def test_refused_bind_leaves_session_open_and_may_be_retried():
 def test_generic_nack_to_a_bind_leaves_session_open():
     esme = Connection("esme")
     esme.send(BindTransmitter(1))
-    assert deliver_to(esme, encode(GenericNack(1, CommandStatus.ESME_RINVCMDLEN))).sequence_number == 1
+    nack = GenericNack(1, CommandStatus.ESME_RINVCMDLEN)
+    assert deliver_to(esme, encode(nack)) == nack
     assert esme.state is SessionState.OPEN
 
 
