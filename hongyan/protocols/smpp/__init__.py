@@ -22,15 +22,11 @@ from .events import (
     DeliverSm, DeliverSmResp, DistributionList, EnquireLink, EnquireLinkResp, Event,
     GenericNack, Outbind, QuerySm, QuerySmResp, Receipt, ReplaceSm, ReplaceSmResp, SmeAddress,
     SubmitMulti, SubmitMultiResp, SubmitSm, SubmitSmResp, Unbind, UnbindResp, UnsuccessSme,
+    is_receipt,
 )
 from .state import ESME, SMSC, SessionState
 from .tlv import Tag, Tlv, find as find_tlv
 from .wire import decode, encode, format_receipt, parse_receipt
-
-
-def is_receipt(event: DeliverSm | DataSm) -> bool:
-    """True when a deliver_sm / data_sm is an SMSC delivery receipt (esm_class, 5.2.12)."""
-    return event.esm_class & ESM_MESSAGE_TYPE_MASK == EsmClass.DELIVERY_RECEIPT
 
 
 __all__ = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .constants import INTERFACE_VERSION
+from .constants import ESM_MESSAGE_TYPE_MASK, INTERFACE_VERSION, EsmClass
 from .tlv import Tlv
 
 
@@ -219,7 +219,7 @@ class DeliverSm:
 class DeliverSmResp:
     sequence_number: int
     command_status: int = 0
-    message_id: str = ""                # unused: always sent as a lone NUL (4.6.2)
+    message_id: str = ""                # unused, NULL in 3.4 (4.6.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +348,11 @@ class Receipt:
     dlvrd: str = "001"
     err: str = "000"
     text: str = ""              # the first 20 characters of the original message
+
+
+def is_receipt(event: DeliverSm | DataSm) -> bool:
+    """True when a deliver_sm / data_sm is an SMSC delivery receipt (esm_class, 5.2.12)."""
+    return event.esm_class & ESM_MESSAGE_TYPE_MASK == EsmClass.DELIVERY_RECEIPT
 
 
 Event = (BindTransmitter | BindTransmitterResp | BindReceiver | BindReceiverResp

@@ -64,19 +64,15 @@ _FIELD_STATUS = {
 }
 
 
-def u8(name: str) -> tuple:
+def _int1(name: str) -> tuple:
     return ("B", name)
 
 
-def u32(name: str) -> tuple:
-    return ("I", name)
-
-
-def cstr(name: str, size: int) -> tuple:
+def _text(name: str, size: int) -> tuple:
     return (_CSTR, name, size)
 
 
-def time(name: str) -> tuple:
+def _when(name: str) -> tuple:
     return (_TIME, name)
 
 
@@ -93,7 +89,7 @@ def _compile(*spec: tuple) -> tuple[tuple, ...]:
             run_names.clear()
 
     for item in spec:
-        if item[0] in ("B", "I"):
+        if item[0] == "B":
             run_fmt.append(item[0])
             run_names.append(item[1])
         else:
@@ -108,69 +104,69 @@ def _compile(*spec: tuple) -> tuple[tuple, ...]:
 # 4.1.1 bind_transmitter, 4.1.3 bind_receiver, 4.1.5 bind_transceiver:
 # system_id 16, password 9, system_type 13, interface_version 1, addr_ton 1,
 # addr_npi 1, address_range 41.
-_BIND = _compile(cstr("system_id", 16), cstr("password", 9), cstr("system_type", 13),
-                 u8("interface_version"), u8("addr_ton"), u8("addr_npi"),
-                 cstr("address_range", 41))
+_BIND = _compile(_text("system_id", 16), _text("password", 9), _text("system_type", 13),
+                 _int1("interface_version"), _int1("addr_ton"), _int1("addr_npi"),
+                 _text("address_range", 41))
 # 4.1.2 / 4.1.4 / 4.1.6 bind_*_resp: system_id 16, then TLV sc_interface_version.
-_BIND_RESP = _compile(cstr("system_id", 16))
+_BIND_RESP = _compile(_text("system_id", 16))
 # 4.1.7 outbind: system_id 16, password 9.
-_OUTBIND = _compile(cstr("system_id", 16), cstr("password", 9))
+_OUTBIND = _compile(_text("system_id", 16), _text("password", 9))
 # 4.4.1 submit_sm and 4.6.1 deliver_sm: service_type 6, source_addr_ton 1,
 # source_addr_npi 1, source_addr 21, dest_addr_ton 1, dest_addr_npi 1,
 # destination_addr 21, esm_class 1, protocol_id 1, priority_flag 1,
 # schedule_delivery_time 1|17, validity_period 1|17, registered_delivery 1,
 # replace_if_present_flag 1, data_coding 1, sm_default_msg_id 1, sm_length 1,
 # short_message 0-254, then TLVs.
-_SM_TAIL = (u8("esm_class"), u8("protocol_id"), u8("priority_flag"),
-            time("schedule_delivery_time"), time("validity_period"),
-            u8("registered_delivery"), u8("replace_if_present_flag"), u8("data_coding"),
-            u8("sm_default_msg_id"), (_SM,))
-_SUBMIT_SM = _compile(cstr("service_type", 6), u8("source_addr_ton"), u8("source_addr_npi"),
-                      cstr("source_addr", 21), u8("dest_addr_ton"), u8("dest_addr_npi"),
-                      cstr("destination_addr", 21), *_SM_TAIL)
+_SM_TAIL = (_int1("esm_class"), _int1("protocol_id"), _int1("priority_flag"),
+            _when("schedule_delivery_time"), _when("validity_period"),
+            _int1("registered_delivery"), _int1("replace_if_present_flag"), _int1("data_coding"),
+            _int1("sm_default_msg_id"), (_SM,))
+_SUBMIT_SM = _compile(_text("service_type", 6), _int1("source_addr_ton"), _int1("source_addr_npi"),
+                      _text("source_addr", 21), _int1("dest_addr_ton"), _int1("dest_addr_npi"),
+                      _text("destination_addr", 21), *_SM_TAIL)
 # 4.4.2 submit_sm_resp: message_id 65. (4.6.2 deliver_sm_resp: message_id,
 # unused and sent as NULL.)
-_MESSAGE_ID = _compile(cstr("message_id", 65))
+_MESSAGE_ID = _compile(_text("message_id", 65))
 # 4.5.1 submit_multi: service_type 6, source_addr_ton 1, source_addr_npi 1,
 # source_addr 21, number_of_dests 1, dest_address (dest_flag 1, then either
 # dest_addr_ton 1, dest_addr_npi 1, destination_addr 21 or dl_name 21) x n,
 # then the submit_sm tail from esm_class on, then TLVs.
-_SUBMIT_MULTI = _compile(cstr("service_type", 6), u8("source_addr_ton"), u8("source_addr_npi"),
-                         cstr("source_addr", 21), (_DESTS,), *_SM_TAIL)
+_SUBMIT_MULTI = _compile(_text("service_type", 6), _int1("source_addr_ton"), _int1("source_addr_npi"),
+                         _text("source_addr", 21), (_DESTS,), *_SM_TAIL)
 # 4.5.2 submit_multi_resp: message_id 65, no_unsuccess 1, unsuccess_sme
 # (dest_addr_ton 1, dest_addr_npi 1, destination_addr 21, error_status_code 4) x n.
-_SUBMIT_MULTI_RESP = _compile(cstr("message_id", 65), (_UNSUCC,))
+_SUBMIT_MULTI_RESP = _compile(_text("message_id", 65), (_UNSUCC,))
 # 4.7.1 data_sm: service_type 6, source_addr_ton 1, source_addr_npi 1,
 # source_addr 65, dest_addr_ton 1, dest_addr_npi 1, destination_addr 65,
 # esm_class 1, registered_delivery 1, data_coding 1, then TLVs.
-_DATA_SM = _compile(cstr("service_type", 6), u8("source_addr_ton"), u8("source_addr_npi"),
-                    cstr("source_addr", 65), u8("dest_addr_ton"), u8("dest_addr_npi"),
-                    cstr("destination_addr", 65), u8("esm_class"), u8("registered_delivery"),
-                    u8("data_coding"))
+_DATA_SM = _compile(_text("service_type", 6), _int1("source_addr_ton"), _int1("source_addr_npi"),
+                    _text("source_addr", 65), _int1("dest_addr_ton"), _int1("dest_addr_npi"),
+                    _text("destination_addr", 65), _int1("esm_class"), _int1("registered_delivery"),
+                    _int1("data_coding"))
 # 4.8.1 query_sm: message_id 65, source_addr_ton 1, source_addr_npi 1, source_addr 21.
-_QUERY_SM = _compile(cstr("message_id", 65), u8("source_addr_ton"), u8("source_addr_npi"),
-                     cstr("source_addr", 21))
+_QUERY_SM = _compile(_text("message_id", 65), _int1("source_addr_ton"), _int1("source_addr_npi"),
+                     _text("source_addr", 21))
 # 4.8.2 query_sm_resp: message_id 65, final_date 1|17, message_state 1, error_code 1.
-_QUERY_SM_RESP = _compile(cstr("message_id", 65), time("final_date"), u8("message_state"),
-                          u8("error_code"))
+_QUERY_SM_RESP = _compile(_text("message_id", 65), _when("final_date"), _int1("message_state"),
+                          _int1("error_code"))
 # 4.9.1 cancel_sm: service_type 6, message_id 65, source_addr_ton 1,
 # source_addr_npi 1, source_addr 21, dest_addr_ton 1, dest_addr_npi 1,
 # destination_addr 21.
-_CANCEL_SM = _compile(cstr("service_type", 6), cstr("message_id", 65), u8("source_addr_ton"),
-                      u8("source_addr_npi"), cstr("source_addr", 21), u8("dest_addr_ton"),
-                      u8("dest_addr_npi"), cstr("destination_addr", 21))
+_CANCEL_SM = _compile(_text("service_type", 6), _text("message_id", 65), _int1("source_addr_ton"),
+                      _int1("source_addr_npi"), _text("source_addr", 21), _int1("dest_addr_ton"),
+                      _int1("dest_addr_npi"), _text("destination_addr", 21))
 # 4.10.1 replace_sm: message_id 65, source_addr_ton 1, source_addr_npi 1,
 # source_addr 21, schedule_delivery_time 1|17, validity_period 1|17,
 # registered_delivery 1, sm_default_msg_id 1, sm_length 1, short_message 0-254.
-_REPLACE_SM = _compile(cstr("message_id", 65), u8("source_addr_ton"), u8("source_addr_npi"),
-                       cstr("source_addr", 21), time("schedule_delivery_time"),
-                       time("validity_period"), u8("registered_delivery"),
-                       u8("sm_default_msg_id"), (_SM,))
+_REPLACE_SM = _compile(_text("message_id", 65), _int1("source_addr_ton"), _int1("source_addr_npi"),
+                       _text("source_addr", 21), _when("schedule_delivery_time"),
+                       _when("validity_period"), _int1("registered_delivery"),
+                       _int1("sm_default_msg_id"), (_SM,))
 # 4.12.1 alert_notification: source_addr_ton 1, source_addr_npi 1,
 # source_addr 65, esme_addr_ton 1, esme_addr_npi 1, esme_addr 65, then TLV
 # ms_availability_status.
-_ALERT = _compile(u8("source_addr_ton"), u8("source_addr_npi"), cstr("source_addr", 65),
-                  u8("esme_addr_ton"), u8("esme_addr_npi"), cstr("esme_addr", 65))
+_ALERT = _compile(_int1("source_addr_ton"), _int1("source_addr_npi"), _text("source_addr", 65),
+                  _int1("esme_addr_ton"), _int1("esme_addr_npi"), _text("esme_addr", 65))
 # 4.2 unbind(_resp), 4.3 generic_nack, 4.9.2 cancel_sm_resp, 4.10.2
 # replace_sm_resp, 4.11 enquire_link(_resp): header only.
 _EMPTY: tuple = ()
