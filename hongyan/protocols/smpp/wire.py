@@ -131,8 +131,9 @@ _MESSAGE_ID = _compile(_text("message_id", 65))
 # source_addr 21, number_of_dests 1, dest_address (dest_flag 1, then either
 # dest_addr_ton 1, dest_addr_npi 1, destination_addr 21 or dl_name 21) x n,
 # then the submit_sm tail from esm_class on, then TLVs.
-_SUBMIT_MULTI = _compile(_text("service_type", 6), _int1("source_addr_ton"), _int1("source_addr_npi"),
-                         _text("source_addr", 21), (_DESTS,), *_SM_TAIL)
+_SUBMIT_MULTI = _compile(_text("service_type", 6), _int1("source_addr_ton"),
+                         _int1("source_addr_npi"), _text("source_addr", 21), (_DESTS,),
+                         *_SM_TAIL)
 # 4.5.2 submit_multi_resp: message_id 65, no_unsuccess 1, unsuccess_sme
 # (dest_addr_ton 1, dest_addr_npi 1, destination_addr 21, error_status_code 4) x n.
 _SUBMIT_MULTI_RESP = _compile(_text("message_id", 65), (_UNSUCC,))
