@@ -268,6 +268,6 @@ def test_constructor_validates_arguments():
     with pytest.raises(ValueError):
         Connection("gateway")
     with pytest.raises(ValueError):
-        Connection("client", version=0x30)
+        Connection("client", version=0x31)
     with pytest.raises(ValueError):
         Connection("client", max_pdu=5)

@@ -403,6 +403,6 @@ def test_encode_rejects_non_events():
         encode(object())
 
 
-def test_version_30_is_not_implemented():
-    with pytest.raises(ValueError, match="0x30"):
-        encode(Terminate(1), version=0x30)
+def test_unknown_version_is_refused():
+    with pytest.raises(ValueError, match="0x31"):
+        encode(Terminate(1), version=0x31)

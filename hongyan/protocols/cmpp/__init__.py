@@ -1,4 +1,8 @@
-"""CMPP 2.0, China Mobile's SP <-> SMS gateway protocol, as a sans-I/O codec.
+"""CMPP 2.0 and 3.0, China Mobile's SP <-> SMS gateway protocol, as a sans-I/O codec.
+
+``wire.encode``/``decode`` and ``Connection`` take ``version`` (0x20 or 0x30);
+a server that speaks both reads the CONNECT first and picks the session's
+version with ``negotiate_version``.
 
 Modelled on h11: bytes in, events out; no sockets, no asyncio, no timers.
 
@@ -24,7 +28,7 @@ from .events import (
 )
 from .msgid import MsgIdGenerator, MsgIdParts
 from .state import SessionState
-from .wire import decode, decode_report, encode, encode_report
+from .wire import SUPPORTED_VERSIONS, decode, decode_report, encode, encode_report, negotiate_version
 
 __all__ = [
     "ActiveTest", "ActiveTestResp", "CLOSED", "Cancel", "CancelResp", "CmppError",
@@ -33,5 +37,6 @@ __all__ = [
     "MsgIdGenerator", "MsgIdParts", "NEED_DATA", "Query", "QueryResp", "SessionState",
     "StatusReport", "Submit", "SubmitResp", "SubmitResult", "Terminate", "TerminateResp",
     "V20", "V30", "Version", "authenticator_ismg", "authenticator_source", "decode",
-    "decode_report", "encode", "encode_report", "msgid", "timestamp_now", "verify_connect",
+    "decode_report", "encode", "encode_report", "msgid", "negotiate_version", "SUPPORTED_VERSIONS",
+    "timestamp_now", "verify_connect",
 ]
