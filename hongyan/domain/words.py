@@ -10,7 +10,9 @@ Evasions.  Text and words are compared in a compact form: every character is
 folded to its compatibility form (NFKD, so full-width ＡＢＣ１２３ and circled
 ① become ABC123 and 1), case-folded, and then everything that is not a letter
 or digit (``str.isalnum``: Latin, CJK, kana, ...) is dropped -- spaces,
-punctuation, symbols, emoji, and the combining accents NFKD splits off.  So
+punctuation, symbols, emoji, and the combining accents NFKD splits off
+(NFKD rather than NFKC so that "é" typed precomposed or as "e" plus an
+accent folds the same way, to "e").  So
 "法 轮", "法*轮", "法🌸轮", "Ｆ.Ａ.Ｌ.Ｕ.Ｎ" and "FaLun" all read as the listed
 word.  Traditional and simplified Chinese are not folded into each other:
 list both spellings where that matters.
@@ -30,7 +32,7 @@ original positions is only worked out when something matched.  Measured
 with 10,000 random two-to-six character Chinese words loaded (9,000 block,
 1,000 review; CPython 3.11, pyahocorasick 2.3, best of 5 x 200,000 calls):
 about 5-6 µs for a clean 70-character Chinese message, 3 µs for a clean
-70-character ASCII one and 14 µs for a 70-character message that matches.
+70-character ASCII one and 14-16 µs for a 70-character message that matches.
 
 Reloading.  ``WordSource`` reads the two files and, on ``load_if_changed()``
 (or at most every ``interval`` seconds from ``match``), reloads them when a

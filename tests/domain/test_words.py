@@ -5,7 +5,7 @@ import threading
 import time
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from hongyan.domain.words import WordList, WordMatch, WordSource, fold, read_words
 
