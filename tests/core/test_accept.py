@@ -146,7 +146,6 @@ async def test_skip_invalid_sends_to_the_rest(env):
     ({"ip_allowlist": "10.0.0.0/8"}, Code.IP_DENIED),
 ])
 async def test_account_state_refusals(env, change, code):
-    engine = env[0]
     admin(env, lambda conn: acc.update_account(conn, "alice", **change))
     out = await send(env, client_ip="127.0.0.1")
     assert out.code is code

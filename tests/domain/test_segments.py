@@ -1,6 +1,5 @@
 """Text segmentation, payload coding, UDH and reassembly of long messages."""
 
-import random
 
 import pytest
 from hypothesis import given, strategies as st

@@ -1,7 +1,6 @@
 """One message's whole path: HTTP accept → queue → CMPP → report → push."""
 from __future__ import annotations
 
-import asyncio
 
 import httpx
 from sqlalchemy import select
