@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from hongyan.core.accounts import Account
 from hongyan.store.tables import operators
+from hongyan.web import read_body
 
 from . import auth, views
 
@@ -159,13 +160,10 @@ def operator(request: Request) -> User:
 
 async def read_form(request: Request) -> dict[str, str]:
     """An url-encoded form body (the only kind the console's forms send)."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_FORM_BYTES:   # stop reading: a huge body is not buffered first
-            raise Halt(html(views.page("Too large", views.notice("The form is too large.", "error")), 413))
-        chunks.append(chunk)
-    return dict(parse_qsl(b"".join(chunks).decode("utf-8", "replace"), keep_blank_values=True))
+    body = await read_body(request, MAX_FORM_BYTES)
+    if body is None:   # stopped reading: a huge body is not buffered first
+        raise Halt(html(views.page("Too large", views.notice("The form is too large.", "error")), 413))
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
 def _checked(request: Request, user: User, form: dict[str, str]) -> User:

@@ -20,6 +20,8 @@ from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 
+from hongyan.web import read_body
+
 _CHARSETS = {"utf-8": "utf-8", "utf8": "utf-8", "gbk": "gb18030", "gb2312": "gb18030",
              "gb18030": "gb18030", "cp936": "gb18030"}
 _CHARSET_RE = re.compile(rb"charset\s*=\s*\"?([A-Za-z0-9_\-]+)", re.I)
@@ -98,17 +100,11 @@ def parse(query: bytes, body: bytes, content_type: bytes = b"", method: str = "G
 
 async def read(request: Request, limit: int = MAX_BODY) -> Params:
     """The request's parameters; raises BodyTooLarge past ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(declared)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(str(size))
-        chunks.append(chunk)
+    body = await read_body(request, limit)
+    if body is None:
+        raise BodyTooLarge(f"more than {limit} bytes")
     content_type = request.headers.get("content-type", "").encode("latin-1", "replace")
-    return parse(request.scope.get("query_string", b""), b"".join(chunks), content_type, request.method)
+    return parse(request.scope.get("query_string", b""), body, content_type, request.method)
 
 
 def truthy(value: str | None) -> bool:

@@ -19,7 +19,7 @@ from hongyan.core.notify import poll
 from hongyan.domain.clock import iso, to_ms
 from hongyan.domain.outcomes import Code, Outcome, fail
 from hongyan.store.tables import messages, submissions
-from hongyan.web import JSON
+from hongyan.web import JSON, read_body
 
 router = APIRouter(prefix="/v1", default_response_class=JSON)
 
@@ -128,20 +128,6 @@ async def send(request: Request):
 
 # 50,000 numbers with separators and a long text fit well within this.
 MAX_BODY = 2 * 1024 * 1024
-
-
-async def read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None as soon as it passes ``limit`` bytes (never read whole)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def validation_outcome(errors: list) -> Outcome:
