@@ -467,9 +467,6 @@ def channel() -> None:
     """Carrier channels."""
 
 
-CHANNEL_FIELDS = ("host", "port", "username", "access_code", "service_id", "mps", "window", "connections")
-
-
 @channel.command("add")
 @click.argument("name")
 @click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default="cmpp2",

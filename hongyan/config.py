@@ -25,7 +25,6 @@ class Settings:
     # Which services this process runs: api, dispatch, notify (or all).
     roles: list[str] = field(default_factory=lambda: ["all"])
     node_name: str = ""
-    redis_url: str = ""
     # The built-in carrier simulator, started in-process by `serve` when enabled.
     simulator: bool = False
     simulator_port: int = 7891
@@ -42,8 +41,6 @@ class Settings:
     push_batch: int = 500
     push_timeout: float = 10.0
     push_max_attempts: int = 20          # back-off 1 s doubling to 10 min: about a day and a half
-    # A message stuck in "submitted" with no report this long is closed as expired.
-    report_timeout_s: int = 72 * 3600
     config_path: str = ""
 
     @property

@@ -100,16 +100,12 @@ class AcceptService:
         writer.on_rollback.extend([self.submission_ids.forget, self.message_ids.forget])
         self.on_accepted = on_accepted
 
-    def check_account(self, account: Account, ip: str | None) -> Outcome | None:
-        code = account.refusal(ip)
-        return fail(code) if code else None
-
     def prepare(self, req: SendRequest) -> Outcome | _Prepared:
         """Every rule that needs no database. Returns a refusal or the work to commit."""
         acc = req.account
-        refusal = self.check_account(acc, req.client_ip)
+        refusal = acc.refusal(req.client_ip)
         if refusal:
-            return refusal
+            return fail(refusal)
         content = req.content or ""
         if not content.strip():
             return fail(Code.CONTENT_EMPTY)

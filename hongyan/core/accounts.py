@@ -150,12 +150,6 @@ class Directory:
             return None
         return acc
 
-    def authenticate_password(self, username: str, password: str) -> Account | None:
-        acc = self.by_username(username)
-        if acc is None or not secrets.same(acc.secret, password):
-            return None
-        return acc
-
     def authenticate(self, username: str, password: str, *, salt: str | None = None,
                      allow_plain: bool = True, allow_md5: bool = True) -> tuple[Account | None, Code | None]:
         """Check a vendor-style login; the one place every front door's password rule lives.

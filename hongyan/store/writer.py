@@ -93,13 +93,6 @@ class Writer:
     async def run(self, fn: Job, arg: Any = None) -> Any:
         return await self.submit(fn, arg)
 
-    def run_sync(self, fn: Job, arg: Any = None) -> Any:
-        """Run a job in its own transaction, outside the writer thread (CLI, tests)."""
-        with self.engine.begin() as conn:
-            if getattr(fn, "__batched__", False):
-                return fn(conn, [arg])[0]
-            return fn(conn, arg)
-
     # -- the writer thread -------------------------------------------------
 
     def _take_batch(self) -> tuple[list, bool]:
