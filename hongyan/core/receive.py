@@ -46,7 +46,6 @@ class Final:
 class Receiver:
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
-        self.events_written = 0
 
     # -- finishing messages -------------------------------------------------
 
@@ -105,7 +104,6 @@ class Receiver:
                          [{"bid": b, "amt": a} for b, a in refunds.items()])
             conn.execute(insert(ledger), ledger_rows)
         insert_rows(conn, events, EVENT_COLUMNS, event_rows)
-        self.events_written += len(event_rows)
         return len(event_rows)
 
     # -- reports ------------------------------------------------------------
@@ -223,5 +221,4 @@ class Receiver:
                 account_id=account.id, kind="mo", ref_id=mo_id, payload=orjson.dumps(payload).decode(),
                 created_at=now, push_state="pending" if url else "none", attempts=0, next_at=now))
             written += 1
-        self.events_written += written
         return written
