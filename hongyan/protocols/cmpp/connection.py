@@ -35,33 +35,13 @@ state table fixes :attr:`Connection.version` with
 """
 from __future__ import annotations
 
+from ..framing import CLOSED, NEED_DATA, Framer, _Sentinel
 from .constants import DEFAULT_MAX_PDU, HEADER_LENGTH, MAX_SEQUENCE, V20
 from .errors import CmppError, CmppProtocolError
 from .events import Connect, Event
 from .state import CLIENT, CLOSED as _CLOSED_STATE, ERROR, RECEIVE, SEND, SERVER, UNBOUND
 from .state import SessionState, next_state
 from .wire import HEADER, SUPPORTED_VERSIONS, decode_body, encode, negotiate_version
-
-# Consumed bytes are dropped from the front of the receive buffer once this
-# many have piled up, so the buffer is compacted rarely rather than per PDU.
-_COMPACT_AT = 64 * 1024
-
-
-class _Sentinel:
-    __slots__ = ("_name",)
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return self._name
-
-
-NEED_DATA = _Sentinel("NEED_DATA")
-"""Returned by next_event when no complete PDU is buffered yet."""
-
-CLOSED = _Sentinel("CLOSED")
-"""Returned by next_event once the peer has closed TCP and the buffer is empty."""
 
 
 class Connection:
@@ -83,8 +63,8 @@ class Connection:
     reading can continue.
     """
 
-    __slots__ = ("role", "version", "max_pdu", "_decoders", "_state", "_buf", "_pos",
-                 "_eof", "_error", "_deferred", "_seq", "_negotiate", "_layout")
+    __slots__ = ("role", "version", "_decoders", "_framer", "_state", "_seq", "_negotiate",
+                 "_layout")
 
     def __init__(self, role: str, version: int | None = V20,
                  max_pdu: int = DEFAULT_MAX_PDU) -> None:
@@ -102,13 +82,8 @@ class Connection:
         # every table; anything else is refused by the state table, so which
         # table decodes it only changes the wording of the error.
         self._layout = V20 if version is None else version
-        self.max_pdu = max_pdu
         self._state = UNBOUND
-        self._buf = bytearray()
-        self._pos = 0                          # start of the unread bytes in _buf
-        self._eof = False
-        self._error: CmppError | None = None   # fatal, raised on every later read
-        self._deferred: CmppError | None = None  # held back by events(), raised next
+        self._framer = Framer(HEADER_LENGTH, max_pdu, "Total_Length", self._fatal)
         self._seq = 0
 
     # --- state -------------------------------------------------------------------
@@ -118,9 +93,22 @@ class Connection:
         return self._state
 
     @property
+    def max_pdu(self) -> int:
+        return self._framer.max_length
+
+    @max_pdu.setter
+    def max_pdu(self, value: int) -> None:
+        self._framer.max_length = value
+
+    @property
     def buffered(self) -> int:
         """Bytes received but not yet turned into events."""
-        return len(self._buf) - self._pos
+        return self._framer.buffered
+
+    @property
+    def _buf(self) -> bytearray:
+        """The framer's receive buffer (read by the compaction test)."""
+        return self._framer.buf
 
     def next_sequence(self) -> int:
         """A fresh Sequence_Id for a request: 1, 2, ... 0x7FFFFFFF, then 1 again."""
@@ -148,27 +136,16 @@ class Connection:
 
     def receive_data(self, data: bytes) -> None:
         """Buffer bytes read from the socket; ``b""`` means the peer closed (EOF)."""
-        if not data:
-            self._eof = True
-            return
-        if self._eof:
-            raise RuntimeError("receive_data after EOF")
-        buf = self._buf
-        pos = self._pos
-        if pos:
-            if pos == len(buf):
-                buf.clear()
-                self._pos = 0
-            elif pos >= _COMPACT_AT:
-                del buf[:pos]
-                self._pos = 0
-        buf += data
+        self._framer.feed(data)
 
-    def _fatal(self, message: str, **ids: int) -> CmppError:
-        err = CmppError(message, fatal=True, **ids)
-        self._error = err
+    def _fatal(self, message: str, pos: int | None) -> CmppError:
+        """Build the fatal error for the framer; ``pos`` is the bad PDU's header offset."""
+        ids: dict[str, int] = {}
+        if pos is not None:
+            _, command_id, sequence_id = HEADER.unpack_from(self._framer.buf, pos)
+            ids = dict(command_id=command_id, sequence_id=sequence_id)
         self._state = ERROR
-        return err
+        return CmppError(message, fatal=True, **ids)
 
     def next_event(self) -> Event | _Sentinel:
         """The next complete event, ``NEED_DATA`` or ``CLOSED``.
@@ -176,33 +153,17 @@ class Connection:
         Raises :class:`CmppError` for bytes that are not valid CMPP (see the
         class docstring for which errors are fatal).
         """
-        if self._deferred is not None:
-            err, self._deferred = self._deferred, None
-            raise err
-        if self._error is not None:
-            raise self._error
-        buf = self._buf
-        pos = self._pos
-        available = len(buf) - pos
-        if available < HEADER_LENGTH:
-            if not self._eof:
-                return NEED_DATA
-            if available:
-                raise self._fatal(f"connection closed inside a PDU header ({available} octets)")
+        framer = self._framer
+        frame = framer.next_frame()
+        if frame is NEED_DATA:
+            return frame
+        if frame is CLOSED:
             self._state = _CLOSED_STATE
-            return CLOSED
-        total, command_id, sequence_id = HEADER.unpack_from(buf, pos)
-        if total < HEADER_LENGTH or total > self.max_pdu:
-            raise self._fatal(f"Total_Length {total} is outside {HEADER_LENGTH}..{self.max_pdu}",
-                              command_id=command_id, sequence_id=sequence_id)
-        if available < total:
-            if not self._eof:
-                return NEED_DATA
-            raise self._fatal(f"connection closed inside a {total}-octet PDU "
-                              f"({available} octets arrived)",
-                              command_id=command_id, sequence_id=sequence_id)
-        # Consume the PDU before parsing so a bad one is skipped, not re-read.
-        self._pos = pos + total
+            return frame
+        pos, total = frame
+        buf = framer.buf
+        _, command_id, sequence_id = HEADER.unpack_from(buf, pos)
+        # The framer consumed the PDU before parsing, so a bad one is skipped, not re-read.
         event = decode_body(command_id, sequence_id, buf, pos + HEADER_LENGTH,
                             total - HEADER_LENGTH, self._layout)
         try:
@@ -221,16 +182,4 @@ class Connection:
         PDU fails after some events were decoded, those events are returned
         and the error is raised by the next call.
         """
-        out: list[Event] = []
-        next_event = self.next_event
-        while True:
-            try:
-                event = next_event()
-            except CmppError as exc:
-                if out:
-                    self._deferred = exc
-                    return out
-                raise
-            if event is NEED_DATA or event is CLOSED:
-                return out
-            out.append(event)
+        return self._framer.drain(self.next_event, CmppError)  # type: ignore[return-value]

@@ -26,17 +26,13 @@ import threading
 from datetime import datetime
 from typing import Callable
 
+from ..framing import CLOSED, NEED_DATA, Framer, _Sentinel
 from .constants import DEFAULT_MAX_PDU, HEADER_LENGTH, UINT32_MAX
 from .errors import SgipError, SgipProtocolError
 from .events import Event, SequenceNumber
 from .state import CLOSED as _CLOSED_STATE, ERROR, RECEIVE, SEND, SMG, SP, UNBOUND
 from .state import SessionState, next_state
 from .wire import HEADER, SUPPORTED_VERSIONS, V12, decode_body, encode
-
-# Consumed bytes are dropped from the front of the receive buffer once this
-# many have piled up, so the buffer is compacted rarely rather than per PDU.
-_COMPACT_AT = 64 * 1024
-
 
 def timestamp(moment: datetime) -> int:
     """The Sequence Number's time word: MMDDHHMMSS read as a decimal number."""
@@ -78,23 +74,6 @@ class SequenceGenerator:
         return SequenceNumber(self.node_id, timestamp(self._clock()), number)
 
 
-class _Sentinel:
-    __slots__ = ("_name",)
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return self._name
-
-
-NEED_DATA = _Sentinel("NEED_DATA")
-"""Returned by next_event when no complete PDU is buffered yet."""
-
-CLOSED = _Sentinel("CLOSED")
-"""Returned by next_event once the peer has closed TCP and the buffer is empty."""
-
-
 class Connection:
     """One end of an SGIP session.
 
@@ -113,8 +92,7 @@ class Connection:
     ``sequence_number`` set, so the caller can answer it; reading continues.
     """
 
-    __slots__ = ("role", "version", "max_pdu", "_state", "_link", "_buf", "_pos", "_eof",
-                 "_error", "_deferred", "_sequence")
+    __slots__ = ("role", "version", "_framer", "_state", "_link", "_sequence")
 
     def __init__(self, role: str, *, node_id: int = 0, version: int = V12,
                  max_pdu: int = DEFAULT_MAX_PDU,
@@ -127,14 +105,9 @@ class Connection:
             raise ValueError(f"SGIP version 0x{version:02X} is not supported")
         self.role = role
         self.version = version
-        self.max_pdu = max_pdu
         self._state = UNBOUND
         self._link: str | None = None
-        self._buf = bytearray()
-        self._pos = 0                            # start of the unread bytes in _buf
-        self._eof = False
-        self._error: SgipError | None = None     # fatal, raised on every later read
-        self._deferred: SgipError | None = None  # held back by events(), raised next
+        self._framer = Framer(HEADER_LENGTH, max_pdu, "Message Length", self._fatal)
         self._sequence = SequenceGenerator(node_id, clock)
 
     # --- state -------------------------------------------------------------------
@@ -149,9 +122,17 @@ class Connection:
         return self._link
 
     @property
+    def max_pdu(self) -> int:
+        return self._framer.max_length
+
+    @max_pdu.setter
+    def max_pdu(self, value: int) -> None:
+        self._framer.max_length = value
+
+    @property
     def buffered(self) -> int:
         """Bytes received but not yet turned into events."""
-        return len(self._buf) - self._pos
+        return self._framer.buffered
 
     def next_sequence(self) -> SequenceNumber:
         """A fresh Sequence Number for a request (see :class:`SequenceGenerator`)."""
@@ -173,27 +154,17 @@ class Connection:
 
     def receive_data(self, data: bytes) -> None:
         """Buffer bytes read from the socket; ``b""`` means the peer closed (EOF)."""
-        if not data:
-            self._eof = True
-            return
-        if self._eof:
-            raise RuntimeError("receive_data after EOF")
-        buf = self._buf
-        pos = self._pos
-        if pos:
-            if pos == len(buf):
-                buf.clear()
-                self._pos = 0
-            elif pos >= _COMPACT_AT:
-                del buf[:pos]
-                self._pos = 0
-        buf += data
+        self._framer.feed(data)
 
-    def _fatal(self, message: str, **ids: object) -> SgipError:
-        err = SgipError(message, fatal=True, **ids)
-        self._error = err
+    def _fatal(self, message: str, pos: int | None) -> SgipError:
+        """Build the fatal error for the framer; ``pos`` is the bad PDU's header offset."""
+        ids: dict[str, object] = {}
+        if pos is not None:
+            _, command_id, node_id, stamp, number = HEADER.unpack_from(self._framer.buf, pos)
+            ids = dict(command_id=command_id,
+                       sequence_number=SequenceNumber(node_id, stamp, number))
         self._state = ERROR
-        return err
+        return SgipError(message, fatal=True, **ids)
 
     def next_event(self) -> Event | _Sentinel:
         """The next complete event, ``NEED_DATA`` or ``CLOSED``.
@@ -201,34 +172,18 @@ class Connection:
         Raises :class:`SgipError` for bytes that are not valid SGIP (see the
         class docstring for which errors are fatal).
         """
-        if self._deferred is not None:
-            err, self._deferred = self._deferred, None
-            raise err
-        if self._error is not None:
-            raise self._error
-        buf = self._buf
-        pos = self._pos
-        available = len(buf) - pos
-        if available < HEADER_LENGTH:
-            if not self._eof:
-                return NEED_DATA
-            if available:
-                raise self._fatal(f"connection closed inside a PDU header ({available} octets)")
+        framer = self._framer
+        frame = framer.next_frame()
+        if frame is NEED_DATA:
+            return frame
+        if frame is CLOSED:
             self._state = _CLOSED_STATE
-            return CLOSED
-        total, command_id, node_id, stamp, number = HEADER.unpack_from(buf, pos)
+            return frame
+        pos, total = frame
+        buf = framer.buf
+        _, command_id, node_id, stamp, number = HEADER.unpack_from(buf, pos)
         seq = SequenceNumber(node_id, stamp, number)
-        if total < HEADER_LENGTH or total > self.max_pdu:
-            raise self._fatal(f"Message Length {total} is outside {HEADER_LENGTH}..{self.max_pdu}",
-                              command_id=command_id, sequence_number=seq)
-        if available < total:
-            if not self._eof:
-                return NEED_DATA
-            raise self._fatal(f"connection closed inside a {total}-octet PDU "
-                              f"({available} octets arrived)",
-                              command_id=command_id, sequence_number=seq)
-        # Consume the PDU before parsing so a bad one is skipped, not re-read.
-        self._pos = pos + total
+        # The framer consumed the PDU before parsing, so a bad one is skipped, not re-read.
         event = decode_body(command_id, seq, buf, pos + HEADER_LENGTH, total - HEADER_LENGTH,
                             self.version)
         try:
@@ -246,16 +201,4 @@ class Connection:
         PDU fails after some events were decoded, those events are returned
         and the error is raised by the next call.
         """
-        out: list[Event] = []
-        next_event = self.next_event
-        while True:
-            try:
-                event = next_event()
-            except SgipError as exc:
-                if out:
-                    self._deferred = exc
-                    return out
-                raise
-            if event is NEED_DATA or event is CLOSED:
-                return out
-            out.append(event)
+        return self._framer.drain(self.next_event, SgipError)  # type: ignore[return-value]

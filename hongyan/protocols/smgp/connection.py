@@ -24,33 +24,13 @@ Nothing here answers requests automatically: the caller replies to an
 """
 from __future__ import annotations
 
+from ..framing import CLOSED, NEED_DATA, Framer, _Sentinel
 from .constants import DEFAULT_MAX_PDU, HEADER_LENGTH, MAX_SEQUENCE, V30
 from .errors import SmgpError, SmgpProtocolError
 from .events import Event
 from .state import CLIENT, CLOSED as _CLOSED_STATE, ERROR, RECEIVE, SEND, SERVER, UNBOUND
 from .state import SessionState, next_state
 from .wire import HEADER, SUPPORTED_VERSIONS, decode_body, encode
-
-# Consumed bytes are dropped from the front of the receive buffer once this
-# many have piled up, so the buffer is compacted rarely rather than per PDU.
-_COMPACT_AT = 64 * 1024
-
-
-class _Sentinel:
-    __slots__ = ("_name",)
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return self._name
-
-
-NEED_DATA = _Sentinel("NEED_DATA")
-"""Returned by next_event when no complete PDU is buffered yet."""
-
-CLOSED = _Sentinel("CLOSED")
-"""Returned by next_event once the peer has closed TCP and the buffer is empty."""
 
 
 class Connection:
@@ -68,8 +48,7 @@ class Connection:
     reading can continue.
     """
 
-    __slots__ = ("role", "version", "max_pdu", "_state", "_buf", "_pos",
-                 "_eof", "_error", "_deferred", "_seq")
+    __slots__ = ("role", "version", "_framer", "_state", "_seq")
 
     def __init__(self, role: str, version: int = V30, max_pdu: int = DEFAULT_MAX_PDU) -> None:
         if role not in (CLIENT, SERVER):
@@ -80,13 +59,8 @@ class Connection:
             raise ValueError(f"SMGP version 0x{version:02X} is not supported")
         self.role = role
         self.version = version
-        self.max_pdu = max_pdu
         self._state = UNBOUND
-        self._buf = bytearray()
-        self._pos = 0                          # start of the unread bytes in _buf
-        self._eof = False
-        self._error: SmgpError | None = None   # fatal, raised on every later read
-        self._deferred: SmgpError | None = None  # held back by events(), raised next
+        self._framer = Framer(HEADER_LENGTH, max_pdu, "PacketLength", self._fatal)
         self._seq = 0
 
     # --- state -------------------------------------------------------------------
@@ -96,9 +70,17 @@ class Connection:
         return self._state
 
     @property
+    def max_pdu(self) -> int:
+        return self._framer.max_length
+
+    @max_pdu.setter
+    def max_pdu(self, value: int) -> None:
+        self._framer.max_length = value
+
+    @property
     def buffered(self) -> int:
         """Bytes received but not yet turned into events."""
-        return len(self._buf) - self._pos
+        return self._framer.buffered
 
     def next_sequence(self) -> int:
         """A fresh SequenceID for a request: 1, 2, ... 0x7FFFFFFF, then 1 again."""
@@ -124,27 +106,16 @@ class Connection:
 
     def receive_data(self, data: bytes) -> None:
         """Buffer bytes read from the socket; ``b""`` means the peer closed (EOF)."""
-        if not data:
-            self._eof = True
-            return
-        if self._eof:
-            raise RuntimeError("receive_data after EOF")
-        buf = self._buf
-        pos = self._pos
-        if pos:
-            if pos == len(buf):
-                buf.clear()
-                self._pos = 0
-            elif pos >= _COMPACT_AT:
-                del buf[:pos]
-                self._pos = 0
-        buf += data
+        self._framer.feed(data)
 
-    def _fatal(self, message: str, **ids: int) -> SmgpError:
-        err = SmgpError(message, fatal=True, **ids)
-        self._error = err
+    def _fatal(self, message: str, pos: int | None) -> SmgpError:
+        """Build the fatal error for the framer; ``pos`` is the bad PDU's header offset."""
+        ids: dict[str, int] = {}
+        if pos is not None:
+            _, request_id, sequence_id = HEADER.unpack_from(self._framer.buf, pos)
+            ids = dict(request_id=request_id, sequence_id=sequence_id)
         self._state = ERROR
-        return err
+        return SmgpError(message, fatal=True, **ids)
 
     def next_event(self) -> Event | _Sentinel:
         """The next complete event, ``NEED_DATA`` or ``CLOSED``.
@@ -152,33 +123,17 @@ class Connection:
         Raises :class:`SmgpError` for bytes that are not valid SMGP (see the
         class docstring for which errors are fatal).
         """
-        if self._deferred is not None:
-            err, self._deferred = self._deferred, None
-            raise err
-        if self._error is not None:
-            raise self._error
-        buf = self._buf
-        pos = self._pos
-        available = len(buf) - pos
-        if available < HEADER_LENGTH:
-            if not self._eof:
-                return NEED_DATA
-            if available:
-                raise self._fatal(f"connection closed inside a PDU header ({available} octets)")
+        framer = self._framer
+        frame = framer.next_frame()
+        if frame is NEED_DATA:
+            return frame
+        if frame is CLOSED:
             self._state = _CLOSED_STATE
-            return CLOSED
-        total, request_id, sequence_id = HEADER.unpack_from(buf, pos)
-        if total < HEADER_LENGTH or total > self.max_pdu:
-            raise self._fatal(f"PacketLength {total} is outside {HEADER_LENGTH}..{self.max_pdu}",
-                              request_id=request_id, sequence_id=sequence_id)
-        if available < total:
-            if not self._eof:
-                return NEED_DATA
-            raise self._fatal(f"connection closed inside a {total}-octet PDU "
-                              f"({available} octets arrived)",
-                              request_id=request_id, sequence_id=sequence_id)
-        # Consume the PDU before parsing so a bad one is skipped, not re-read.
-        self._pos = pos + total
+            return frame
+        pos, total = frame
+        buf = framer.buf
+        _, request_id, sequence_id = HEADER.unpack_from(buf, pos)
+        # The framer consumed the PDU before parsing, so a bad one is skipped, not re-read.
         event = decode_body(request_id, sequence_id, buf, pos + HEADER_LENGTH,
                             total - HEADER_LENGTH, self.version)
         try:
@@ -195,16 +150,4 @@ class Connection:
         PDU fails after some events were decoded, those events are returned
         and the error is raised by the next call.
         """
-        out: list[Event] = []
-        next_event = self.next_event
-        while True:
-            try:
-                event = next_event()
-            except SmgpError as exc:
-                if out:
-                    self._deferred = exc
-                    return out
-                raise
-            if event is NEED_DATA or event is CLOSED:
-                return out
-            out.append(event)
+        return self._framer.drain(self.next_event, SmgpError)  # type: ignore[return-value]

@@ -25,33 +25,13 @@ with an ``EnquireLinkResp``, to a ``DeliverSm`` with a ``DeliverSmResp``.
 """
 from __future__ import annotations
 
+from ..framing import CLOSED, NEED_DATA, Framer, _Sentinel
 from .constants import DEFAULT_MAX_PDU, HEADER_LENGTH, MAX_SEQUENCE, CommandStatus
 from .errors import SmppError, SmppProtocolError
 from .events import Event
 from .state import CLOSED as _CLOSED_STATE, ERROR, ESME, OPEN, RECEIVE, SEND, SMSC
 from .state import SessionState, next_state
 from .wire import HEADER, decode_body, encode
-
-# Consumed bytes are dropped from the front of the receive buffer once this
-# many have piled up, so the buffer is compacted rarely rather than per PDU.
-_COMPACT_AT = 64 * 1024
-
-
-class _Sentinel:
-    __slots__ = ("_name",)
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return self._name
-
-
-NEED_DATA = _Sentinel("NEED_DATA")
-"""Returned by next_event when no complete PDU is buffered yet."""
-
-CLOSED = _Sentinel("CLOSED")
-"""Returned by next_event once the peer has closed TCP and the buffer is empty."""
 
 
 class Connection:
@@ -70,8 +50,7 @@ class Connection:
     :meth:`SmppError.generic_nack`) and reading can continue.
     """
 
-    __slots__ = ("role", "max_pdu", "_state", "_buf", "_pos", "_eof", "_error", "_deferred",
-                 "_seq")
+    __slots__ = ("role", "_framer", "_state", "_seq")
 
     def __init__(self, role: str, max_pdu: int = DEFAULT_MAX_PDU) -> None:
         if role not in (ESME, SMSC):
@@ -79,13 +58,8 @@ class Connection:
         if max_pdu < HEADER_LENGTH:
             raise ValueError(f"max_pdu must be at least {HEADER_LENGTH}")
         self.role = role
-        self.max_pdu = max_pdu
         self._state = OPEN
-        self._buf = bytearray()
-        self._pos = 0                            # start of the unread bytes in _buf
-        self._eof = False
-        self._error: SmppError | None = None     # fatal, raised on every later read
-        self._deferred: SmppError | None = None  # held back by events(), raised next
+        self._framer = Framer(HEADER_LENGTH, max_pdu, "command_length", self._fatal)
         self._seq = 0
 
     # --- state -------------------------------------------------------------------
@@ -95,9 +69,17 @@ class Connection:
         return self._state
 
     @property
+    def max_pdu(self) -> int:
+        return self._framer.max_length
+
+    @max_pdu.setter
+    def max_pdu(self, value: int) -> None:
+        self._framer.max_length = value
+
+    @property
     def buffered(self) -> int:
         """Bytes received but not yet turned into events."""
-        return len(self._buf) - self._pos
+        return self._framer.buffered
 
     def next_sequence(self) -> int:
         """A fresh sequence_number for a request: 1, 2, ... 0x7FFFFFFF, then 1 again."""
@@ -123,27 +105,16 @@ class Connection:
 
     def receive_data(self, data: bytes) -> None:
         """Buffer bytes read from the socket; ``b""`` means the peer closed (EOF)."""
-        if not data:
-            self._eof = True
-            return
-        if self._eof:
-            raise RuntimeError("receive_data after EOF")
-        buf = self._buf
-        pos = self._pos
-        if pos:
-            if pos == len(buf):
-                buf.clear()
-                self._pos = 0
-            elif pos >= _COMPACT_AT:
-                del buf[:pos]
-                self._pos = 0
-        buf += data
+        self._framer.feed(data)
 
-    def _fatal(self, message: str, **ids: int) -> SmppError:
-        err = SmppError(message, fatal=True, status=CommandStatus.ESME_RINVCMDLEN, **ids)
-        self._error = err
+    def _fatal(self, message: str, pos: int | None) -> SmppError:
+        """Build the fatal error for the framer; ``pos`` is the bad PDU's header offset."""
+        ids: dict[str, int] = {}
+        if pos is not None:
+            _, command_id, _, seq = HEADER.unpack_from(self._framer.buf, pos)
+            ids = dict(command_id=command_id, sequence_number=seq)
         self._state = ERROR
-        return err
+        return SmppError(message, fatal=True, status=CommandStatus.ESME_RINVCMDLEN, **ids)
 
     def next_event(self) -> Event | _Sentinel:
         """The next complete event, ``NEED_DATA`` or ``CLOSED``.
@@ -151,33 +122,17 @@ class Connection:
         Raises :class:`SmppError` for bytes that are not valid SMPP (see the
         class docstring for which errors are fatal).
         """
-        if self._deferred is not None:
-            err, self._deferred = self._deferred, None
-            raise err
-        if self._error is not None:
-            raise self._error
-        buf = self._buf
-        pos = self._pos
-        available = len(buf) - pos
-        if available < HEADER_LENGTH:
-            if not self._eof:
-                return NEED_DATA
-            if available:
-                raise self._fatal(f"connection closed inside a PDU header ({available} octets)")
+        framer = self._framer
+        frame = framer.next_frame()
+        if frame is NEED_DATA:
+            return frame
+        if frame is CLOSED:
             self._state = _CLOSED_STATE
-            return CLOSED
-        total, command_id, status, seq = HEADER.unpack_from(buf, pos)
-        if total < HEADER_LENGTH or total > self.max_pdu:
-            raise self._fatal(f"command_length {total} is outside {HEADER_LENGTH}..{self.max_pdu}",
-                              command_id=command_id, sequence_number=seq)
-        if available < total:
-            if not self._eof:
-                return NEED_DATA
-            raise self._fatal(f"connection closed inside a {total}-octet PDU "
-                              f"({available} octets arrived)",
-                              command_id=command_id, sequence_number=seq)
-        # Consume the PDU before parsing so a bad one is skipped, not re-read.
-        self._pos = pos + total
+            return frame
+        pos, total = frame
+        buf = framer.buf
+        _, command_id, status, seq = HEADER.unpack_from(buf, pos)
+        # The framer consumed the PDU before parsing, so a bad one is skipped, not re-read.
         event = decode_body(command_id, status, seq, buf, pos + HEADER_LENGTH,
                             total - HEADER_LENGTH)
         try:
@@ -194,16 +149,4 @@ class Connection:
         PDU fails after some events were decoded, those events are returned
         and the error is raised by the next call.
         """
-        out: list[Event] = []
-        next_event = self.next_event
-        while True:
-            try:
-                event = next_event()
-            except SmppError as exc:
-                if out:
-                    self._deferred = exc
-                    return out
-                raise
-            if event is NEED_DATA or event is CLOSED:
-                return out
-            out.append(event)
+        return self._framer.drain(self.next_event, SmppError)  # type: ignore[return-value]
