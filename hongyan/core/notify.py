@@ -38,6 +38,25 @@ TIMESTAMP_HEADER = "X-Hongyan-Timestamp"
 EVENT_HEADER = "X-Hongyan-Event"
 
 
+# Front doors that hold a session open (CMPP, SMPP): their customers' reports
+# and MO go back over that session as DELIVER PDUs, not by HTTP.
+SESSION_DIALECTS = frozenset({"cmpp", "smpp"})
+
+
+def push_state_for(account: Account | None, kind: str, dialect: str | None = None) -> str:
+    """How an event starts out: ``session`` (delivered on the customer's CMPP or
+    SMPP session, waiting while none is bound), ``pending`` (pushed by HTTP) or
+    ``none`` (kept only for polling). A report goes back by the front door its
+    message came in by; either kind goes by a session when the account's push
+    dialect for it is a session one."""
+    if account is None:
+        return "none"
+    if dialect in SESSION_DIALECTS or account.push_dialect_for(kind) in SESSION_DIALECTS:
+        return "session"
+    url = account.report_url if kind == "report" else (account.mo_url or account.report_url)
+    return "pending" if url else "none"
+
+
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     """HMAC-SHA256 over ``timestamp + "." + body`` with the account's API secret, hex."""
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)

@@ -18,6 +18,7 @@ from hongyan.store.tables import (balances, carrier_ids, events, ledger, message
                                   orphan_reports, submissions)
 
 from .accounts import Directory
+from .notify import push_state_for
 
 FINAL_STATES = ("delivered", "failed", "expired")
 EVENT_COLUMNS = ("account_id", "kind", "ref_id", "payload", "created_at", "push_state", "attempts", "next_at")
@@ -26,7 +27,7 @@ _CHUNK = 1000
 _MESSAGE_COLUMNS = (messages.c.id, messages.c.account_id, messages.c.submission_id, messages.c.phone,
                     messages.c.parts, messages.c.parts_done, messages.c.cost, messages.c.refunded,
                     messages.c.state, messages.c.status, messages.c.submitted_at,
-                    submissions.c.client_ref, submissions.c.balance_id)
+                    submissions.c.client_ref, submissions.c.balance_id, submissions.c.dialect)
 _MESSAGE_JOIN = messages.join(submissions, submissions.c.id == messages.c.submission_id)
 
 
@@ -95,8 +96,7 @@ class Receiver:
                 "status": f.state, "carrier_status": f.status, "parts": parts,
                 "submitted_at": iso(submitted_at), "done_at": done_at, "cost": cost,
                 "refunded": was_refunded}).decode()
-            pending = acc is not None and bool(acc.report_url)
-            event_rows.append((account_id, "report", mid, payload, now, "pending" if pending else "none", 0, now))
+            event_rows.append((account_id, "report", mid, payload, now, push_state_for(acc, "report", r[13]), 0, now))
         update_rows(conn, messages, ("state", "status", "done_at", "refunded"), "id = ?", updates)
         if refunds:
             conn.execute(update(balances).where(balances.c.id == bindparam("bid"))
@@ -216,9 +216,8 @@ class Receiver:
                 continue
             payload = {"mo_id": mo_id, "from": inbound.phone, "to": inbound.dest, "extno": extno,
                        "content": inbound.text, "received_at": iso(received)}
-            url = account.mo_url or account.report_url
             conn.execute(insert(events).values(
                 account_id=account.id, kind="mo", ref_id=mo_id, payload=orjson.dumps(payload).decode(),
-                created_at=now, push_state="pending" if url else "none", attempts=0, next_at=now))
+                created_at=now, push_state=push_state_for(account, "mo"), attempts=0, next_at=now))
             written += 1
         return written
