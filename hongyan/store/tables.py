@@ -248,3 +248,34 @@ kxt3_timestamps = Table(
     UniqueConstraint("account_id", "timestamp"),
     Index("ix_kxt3_timestamps_used_at", "used_at"),
 )
+
+# Rule settings per account, as JSON (hongyan.core.rules.RuleSettings). The row
+# with account_id 0 holds the platform's defaults, under every account's own.
+account_rules = Table(
+    "account_rules", metadata,
+    Column("account_id", Integer, primary_key=True, autoincrement=False),
+    Column("settings", Text, nullable=False, default="{}"),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Numbers that must not be sent to: account_id 0 is the platform's list.
+blacklist = Table(
+    "blacklist", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("account_id", Integer, nullable=False, default=0),
+    Column("phone", String(20), nullable=False),
+    Column("reason", String(16), nullable=False, default="manual"),  # manual | optout | import
+    Column("note", Text, nullable=False, default=""),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("account_id", "phone"),
+)
+
+# Sensitive words: ``block`` refuses a message, ``review`` holds it for an operator.
+words = Table(
+    "words", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("list", String(8), nullable=False),
+    Column("word", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("list", "word"),
+)
