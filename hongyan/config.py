@@ -44,7 +44,7 @@ class Settings:
     # Session front doors for customers (role api); 0 turns one off.
     cmpp_server_port: int = 7890
     smpp_server_port: int = 2775
-    server_host: str = "0.0.0.0"
+    server_host: str = "127.0.0.1"
     config_path: str = ""
 
     @property
