@@ -50,3 +50,36 @@ async def test_bad_password_not_connected():
     finally:
         await ch.stop()
         await sim.stop()
+
+
+@pytest.mark.parametrize("style", ["udh", "sar"])
+async def test_long_mo_reassembled(style):
+    sim, rec, ch = await _run()
+    sim.mo_style = style
+    try:
+        await until(lambda: ch.connected)
+        assert sim.inject_mo("13900000000", "106901", LONG_CN) == 3
+        await until(lambda: len(rec.mos) == 1)
+        assert rec.mos[0].text == LONG_CN and rec.mos[0].phone == "13900000000"
+    finally:
+        await ch.stop()
+        await sim.stop()
+
+
+async def test_throttled_fail_retryable_and_drop_loses_nothing():
+    sim, rec, ch = await _run()
+    try:
+        await until(lambda: ch.connected)
+        sim.flow_control_every(5)
+        ch.send([Outbound(i, "13800000000", "x") for i in range(1, 21)])
+        await until(lambda: rec.resolved() == 20)
+        assert len(rec.failures) == 4 and all(f[1] for f in rec.failures.values())
+        sim.flow_control_every(0)
+        sim.drop_after(10)
+        ch.send([Outbound(i, "13800000000", "y") for i in range(100, 160)])
+        await until(lambda: rec.resolved() == 80, timeout=10)
+        assert max(rec.outcomes.values()) == 1
+        assert all(rec.failures[i][1] for i in range(100, 160) if i in rec.failures)
+    finally:
+        await ch.stop()
+        await sim.stop()
