@@ -83,3 +83,20 @@ async def test_throttled_fail_retryable_and_drop_loses_nothing():
     finally:
         await ch.stop()
         await sim.stop()
+
+
+async def test_reconnects_after_simulator_restart():
+    sim, rec, ch = await _run()
+    port = sim.port
+    try:
+        await until(lambda: ch.connected)
+        await sim.stop()
+        await until(lambda: not ch.connected)
+        sim = SmppSimulator(port=port, accounts={"esme": "pw"}, report_delay=0.05)
+        await sim.start()
+        await until(lambda: ch.connected, timeout=5)
+        ch.send([Outbound(1, "13800000000", "again")])
+        await until(lambda: len(rec.sent) == 1)
+    finally:
+        await ch.stop()
+        await sim.stop()
