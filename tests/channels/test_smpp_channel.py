@@ -100,3 +100,17 @@ async def test_reconnects_after_simulator_restart():
     finally:
         await ch.stop()
         await sim.stop()
+
+
+async def test_payload_mode_sends_one_submit():
+    from hongyan.protocols.smpp.tlv import Tag, find as find_tlv
+    sim, rec, ch = await _run("payload")
+    try:
+        await until(lambda: ch.connected)
+        ch.send([Outbound(1, "13800000000", LONG_CN)])
+        await until(lambda: len(rec.sent) == 1)
+        assert len(rec.sent[1]) == 1 and len(sim.submitted) == 1
+        assert find_tlv(sim.submitted[0].tlvs, Tag.MESSAGE_PAYLOAD) == LONG_CN.encode("utf-16-be")
+    finally:
+        await ch.stop()
+        await sim.stop()
