@@ -326,7 +326,6 @@ class LocalStack:
         self.http_port, self.sim_port, self.control_port = free_ports(3)
         values = {"database_url": f"sqlite:///{self.workdir / 'bench.db'}", "secret_key": new_fernet_key(),
                   "http_host": "127.0.0.1", "http_port": self.http_port,
-                  "cmpp_server_port": 0, "smpp_server_port": 0,
                   # The simulator runs as its own process, so its CPU shows apart from the server's.
                   "simulator": False, "simulator_port": self.sim_port,
                   "simulator_report_delay": self.report_delay, **self.options}

@@ -41,10 +41,6 @@ class Settings:
     push_batch: int = 500
     push_timeout: float = 10.0
     push_max_attempts: int = 20          # back-off 1 s doubling to 10 min: about a day and a half
-    # Session front doors for customers (role api); 0 turns one off.
-    cmpp_server_port: int = 7890
-    smpp_server_port: int = 2775
-    server_host: str = "127.0.0.1"
     config_path: str = ""
 
     @property

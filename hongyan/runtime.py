@@ -25,7 +25,6 @@ from hongyan.core.receive import Receiver
 from hongyan.core.recorder import Recorder
 from hongyan.core.routing import Router
 from hongyan.core.secrets import Cipher
-from hongyan.servers import Outbox, start_servers
 from hongyan.store import tables
 from hongyan.store.db import make_engine, migrate
 from hongyan.store.writer import Writer
@@ -54,9 +53,6 @@ class Runtime:
         self.recorder: Recorder | None = None
         self.notifier: Notifier | None = None
         self.simulator = None
-        # Reports and MO for customers on CMPP / SMPP sessions (hongyan.servers).
-        self.outbox = Outbox(self.writer)
-        self.servers: list = []
         self._tasks: list[asyncio.Task] = []
 
     def _accepted(self, submission_id: int, content: str, extno: str, product_id: int | None,
@@ -73,7 +69,6 @@ class Runtime:
     def _events(self) -> None:
         if self.notifier is not None:
             self.notifier.wake()
-        self.outbox.wake()
 
     async def start(self) -> None:
         s = self.settings
@@ -100,9 +95,6 @@ class Runtime:
             from hongyan.dialects import push_formats
             self.notifier.formats.update(push_formats())
             self._spawn(self.notifier.run())
-        if s.has_role("api") and (s.cmpp_server_port or s.smpp_server_port):
-            self.servers = await start_servers(self)
-            self._spawn(self.outbox.run())
         self._spawn(Maintenance(self.writer, self.receiver, self.node_id, on_requeued=self._requeued,
                                 on_events=self._events).run())
 
@@ -145,12 +137,6 @@ class Runtime:
             await channel.start()
 
     async def stop(self) -> None:
-        for server in self.servers:
-            try:
-                await asyncio.wait_for(server.stop(), 10)
-            except Exception:  # noqa: BLE001
-                log.exception("stopping %s", type(server).__name__)
-        self.servers.clear()
         for ch in self.router.channels():
             try:
                 await asyncio.wait_for(ch.stop(), 10)

@@ -13,10 +13,7 @@ from .base import Channel, ChannelConfig, ChannelEvents
 # protocol -> (module, class) of the client channel.
 CARRIER_CLIENTS = {
     "cmpp2": ("cmpp", "CmppChannel"),
-    "cmpp3": ("cmpp", "CmppChannel"),      # the same channel, speaking CMPP 3.0
     "smpp": ("smpp", "SmppChannel"),
-    "sgip": ("sgip", "SgipChannel"),
-    "smgp": ("smgp", "SmgpChannel"),
 }
 ALIASES = {"cmpp": "cmpp2"}
 
@@ -34,10 +31,7 @@ UPSTREAM_CLIENTS = {
 # start()/stop(), a ``port`` property, ``stats`` and inject_mo(phone, dest, text).
 SIMULATORS = {
     "cmpp2": ("simulator", "CmppSimulator"),
-    "cmpp3": ("simulator", "CmppSimulator"),
     "smpp": ("sim_smpp", "SmppSimulator"),
-    "sgip": ("sim_sgip", "SgipSimulator"),
-    "smgp": ("sim_smgp", "SmgpSimulator"),
 }
 
 PROTOCOLS = (*CARRIER_CLIENTS, *UPSTREAM_CLIENTS)
