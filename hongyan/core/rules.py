@@ -1,0 +1,176 @@
+"""Per-account content rules: the one place rule keys, defaults and validation live.
+
+Settings are JSON in ``account_rules``: account 0 holds the platform defaults,
+an account's own row overrides them key by key.  ``RuleBook`` caches the
+effective settings and the sensitive-word list for accept, which runs on the
+event loop and must not query the database per request.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Callable
+
+import orjson
+from sqlalchemy import Connection, Engine, func, select
+
+from hongyan.core.accounts import AdminError
+from hongyan.domain.clock import now_ms
+from hongyan.domain.words import WordList
+from hongyan.store.tables import account_rules, words
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSettings:
+    signature_required: bool = False
+    default_signature: str = ""
+    signatures: tuple[str, ...] = ()   # approved signatures; empty = any
+    # Keys the rate, quota and time-window rules read.
+    mps: int = 0                       # 0 = no limit
+    concurrency: int = 5
+    monthly_quota: int = 0             # 0 = no quota
+    per_number_daily: int = 0          # 0 = no limit
+    allowed_hours: str = ""            # "" = any time, else e.g. "08-21"
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], base: RuleSettings | None = None) -> RuleSettings:
+        """``base`` with ``data`` applied; unknown keys and wrong types raise AdminError."""
+        base = base or cls()
+        unknown = set(data) - set(cls.keys())
+        if unknown:
+            raise AdminError(f"unknown rule setting {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(cls.keys())})")
+        values = {k: _coerce(k, v) for k, v in data.items()}
+        return replace(base, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["signatures"] = list(self.signatures)
+        return d
+
+
+_BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True,
+               "false": False, "0": False, "no": False, "off": False, "": False}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Type-check one value; strings (from the CLI) are parsed to the key's type."""
+    kind = {f.name: f.default for f in fields(RuleSettings)}[key]
+    if isinstance(kind, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[value.strip().lower()]
+        raise AdminError(f"{key} must be true or false, not {value!r}")
+    if isinstance(kind, int):
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise AdminError(f"{key} must be a whole number >= 0, not {value!r}")
+        return value
+    if isinstance(kind, tuple):
+        if isinstance(value, str):
+            value = [s for s in (p.strip() for p in value.split(",")) if s]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(s, str) for s in value):
+            raise AdminError(f"{key} must be a list of strings, not {value!r}")
+        return tuple(s.strip().removeprefix("【").removesuffix("】").strip() for s in value)
+    if not isinstance(value, str):
+        raise AdminError(f"{key} must be text, not {value!r}")
+    return value.strip()
+
+
+def _row(conn: Connection, account_id: int) -> dict[str, Any]:
+    raw = conn.execute(select(account_rules.c.settings)
+                       .where(account_rules.c.account_id == account_id)).scalar()
+    return orjson.loads(raw) if raw else {}
+
+
+def get_rules(conn: Connection, account_id: int) -> RuleSettings:
+    """Defaults <- the platform row (account 0) <- the account's row."""
+    rules = RuleSettings.from_dict(_row(conn, 0))
+    return RuleSettings.from_dict(_row(conn, account_id), rules) if account_id else rules
+
+
+def set_rules(conn: Connection, account_id: int, **changes: Any) -> RuleSettings:
+    """Store ``changes`` in the account's row (validated first); returns the effective rules."""
+    current = _row(conn, account_id)
+    checked = RuleSettings.from_dict(changes)  # raises before anything is written
+    current.update({k: checked.to_dict()[k] for k in changes})
+    text = orjson.dumps(current).decode()
+    now = now_ms()
+    if conn.execute(select(account_rules.c.account_id).where(account_rules.c.account_id == account_id)).first():
+        conn.execute(account_rules.update().where(account_rules.c.account_id == account_id)
+                     .values(settings=text, updated_at=now))
+    else:
+        conn.execute(account_rules.insert().values(account_id=account_id, settings=text, updated_at=now))
+    return get_rules(conn, account_id)
+
+
+class RuleBook:
+    """Cached effective rules per account and the word list, for accept."""
+
+    def __init__(self, reader: Engine, *, ttl: float = 2.0, word_check: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.reader, self.ttl, self.word_check, self.clock = reader, ttl, word_check, clock
+        self._rules: dict[int, tuple[float, RuleSettings]] = {}
+        self._lock = threading.Lock()
+        self._stamp: tuple | None = None
+        self._checked = float("-inf")
+        self._words = WordList(())
+
+    def rules(self, account_id: int) -> RuleSettings:
+        now = self.clock()
+        hit = self._rules.get(account_id)
+        if hit and now - hit[0] < self.ttl:
+            return hit[1]
+        with self.reader.connect() as conn:
+            rules = get_rules(conn, account_id)
+        self._rules[account_id] = (now, rules)
+        return rules
+
+    def words(self) -> WordList:
+        """The word list, rebuilt when the table changed (checked at most every ``word_check`` s).
+
+        count and max(id) together see adds and removes; the automaton is
+        built once per change, never per request.
+        """
+        now = self.clock()
+        if now - self._checked < self.word_check:
+            return self._words
+        with self._lock:
+            self._checked = now
+            with self.reader.connect() as conn:
+                stamp = tuple(conn.execute(select(func.count(), func.max(words.c.id))).one())
+                if stamp != self._stamp:
+                    rows = conn.execute(select(words.c.list, words.c.word)).all()
+                    self._words = WordList([w for k, w in rows if k == "block"],
+                                           [w for k, w in rows if k == "review"])
+                    self._stamp = stamp
+        return self._words
+
+    def invalidate(self) -> None:
+        self._rules.clear()
+        self._checked = float("-inf")
+
+
+def add_words(conn: Connection, kind: str, items: list[str]) -> int:
+    """Add words to a list; returns how many were new."""
+    if kind not in ("block", "review"):
+        raise AdminError("list must be 'block' or 'review'")
+    have = set(conn.execute(select(words.c.word).where(words.c.list == kind)).scalars())
+    new = list(dict.fromkeys(w.strip() for w in items if w.strip() and w.strip() not in have))
+    if new:
+        now = now_ms()
+        conn.execute(words.insert(), [{"list": kind, "word": w, "created_at": now} for w in new])
+    return len(new)
+
+
+def remove_words(conn: Connection, kind: str, items: list[str]) -> int:
+    if kind not in ("block", "review"):
+        raise AdminError("list must be 'block' or 'review'")
+    return conn.execute(words.delete().where(words.c.list == kind, words.c.word.in_(items))).rowcount
