@@ -1,0 +1,20 @@
+"""Interop tests: Hongyan's codecs, simulators and servers against SMPP and
+CMPP implementations nobody on the team wrote (PyPI and npm packages).
+
+A peer that is not installed skips its tests with the reason; the ``test``
+extra in pyproject.toml installs the PyPI peers, and ``node_peer`` installs
+the npm ones into a cache directory on first use.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+async def until(cond, timeout: float = 5.0, what: str = "condition") -> None:
+    """Wait, without blocking the loop, until ``cond()`` is true."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        await asyncio.sleep(0.01)
