@@ -14,6 +14,7 @@ from .base import Channel, ChannelConfig, ChannelEvents
 CARRIER_CLIENTS = {
     "cmpp2": ("cmpp", "CmppChannel"),
     "smpp": ("smpp", "SmppChannel"),
+    "smgp": ("smgp", "SmgpChannel"),
 }
 ALIASES = {"cmpp": "cmpp2"}
 
@@ -32,6 +33,7 @@ UPSTREAM_CLIENTS = {
 SIMULATORS = {
     "cmpp2": ("simulator", "CmppSimulator"),
     "smpp": ("sim_smpp", "SmppSimulator"),
+    "smgp": ("sim_smgp", "SmgpSimulator"),
 }
 
 PROTOCOLS = (*CARRIER_CLIENTS, *UPSTREAM_CLIENTS)
