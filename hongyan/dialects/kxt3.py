@@ -167,7 +167,7 @@ def _daily(value: str) -> None:
 
 # When this process last pruned (monotonic seconds). Jobs run on the writer's
 # one thread, so a plain mutable cell is enough.
-_last_prune = [0.0]
+_last_prune = [float("-inf")]
 
 
 def use_timestamp(conn: Connection, arg: tuple[int, str]) -> bool:

@@ -322,7 +322,7 @@ async def test_used_timestamps_older_than_a_day_are_pruned(kx, monkeypatch):
     with kx.rt.engine.begin() as conn:
         conn.execute(insert(tables.kxt3_timestamps).values(account_id=kx.user["id"],
                                                            timestamp="111111111111111111", used_at=old))
-    monkeypatch.setattr(kxt3, "_last_prune", [0.0])
+    monkeypatch.setattr(kxt3, "_last_prune", [float("-inf")])
     assert state(await call(kx, "login", signed(kx))) == 0
     with kx.rt.engine.connect() as conn:
         assert not kxt3.timestamp_used(conn, kx.user["id"], "111111111111111111")
