@@ -138,7 +138,7 @@ submissions = Table(
     Column("recipients", Integer, nullable=False),
     Column("parts", Integer, nullable=False),
     Column("cost", BigInteger, nullable=False),
-    Column("state", String(12), nullable=False),           # accepted | held | scheduled | cancelled
+    Column("state", String(12), nullable=False),           # accepted | held | scheduled | cancelled | rejected
     Column("scheduled_at", BigInteger),
     Column("created_at", BigInteger, nullable=False),
     UniqueConstraint("account_id", "idempotency_key"),
@@ -278,4 +278,20 @@ words = Table(
     Column("word", String(64), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     UniqueConstraint("list", "word"),
+)
+
+# Operators' decisions on held submissions (hongyan.core.review): one per submission, with who and why.
+reviews = Table(
+    "reviews", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("submission_id", BigInteger, nullable=False),
+    Column("account_id", Integer, nullable=False),
+    Column("decision", String(8), nullable=False),         # approved | rejected
+    Column("operator", String(128), nullable=False),       # e.g. "cli:root", "api:ops-admin"
+    Column("reason", Text, nullable=False, default=""),
+    Column("messages", Integer, nullable=False),           # held messages it moved
+    Column("refunded", BigInteger, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("submission_id"),
+    Index("ix_reviews_account", "account_id", "id"),
 )
