@@ -1,0 +1,357 @@
+"""The native API's rule endpoints: rules, sensitive words, blacklists, manual review.
+
+A customer's key reads its own effective rules and keeps its own blacklist.
+An admin account's key (role ``admin``) manages the platform: any account's
+rules and the platform defaults, the block and review word lists, every
+blacklist, and the held submissions waiting for review.
+
+Changes go through the writer (one transaction each, inside a savepoint so a
+refused change leaves nothing behind) and take effect in this process at once
+and in other processes within the seconds their caches keep rules, words and
+blacklists (``hongyan.core.rules.RuleBook``, ``hongyan.core.blacklist.Blacklist``).
+Refusals use the native error shape of ``hongyan.dialects.rest``.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import Connection, func, select
+
+from hongyan.core import blacklist as bl
+from hongyan.core import review
+from hongyan.core import rules as rulesmod
+from hongyan.core.accounts import Account, AdminError
+from hongyan.core.rules import RuleSettings, add_words, get_rules, remove_words, set_rules
+from hongyan.domain import numbers
+from hongyan.domain.clock import iso, now_ms
+from hongyan.domain.outcomes import Code, fail
+from hongyan.store.tables import account_rules, accounts, blacklist, words
+from hongyan.web import JSON
+
+from .rest import ApiError, Caller, account, runtime
+
+router = APIRouter(prefix="/v1", default_response_class=JSON)
+
+PLATFORM = "platform"
+MAX_ITEMS = 50_000      # words or numbers in one request
+MAX_WORD = 64           # the words table's column
+
+
+# -- rule rows: where each value comes from ----------------------------------------
+
+def rule_sources(conn: Connection, account_id: int) -> list[tuple[str, Any, str]]:
+    """(key, effective value, source) for every rule key; source is default, platform or account.
+
+    ``account_id`` 0 is the platform itself: its values come from the platform row or the defaults.
+    """
+    effective = get_rules(conn, account_id).to_dict()
+    platform = rulesmod._row(conn, 0)
+    own = rulesmod._row(conn, account_id) if account_id else {}
+    return [(k, effective[k], "account" if k in own else PLATFORM if k in platform else "default")
+            for k in RuleSettings.keys()]
+
+
+def unset_rules(conn: Connection, account_id: int, keys: list[str]) -> list[str]:
+    """Remove keys from the account's (or, for 0, the platform's) row; returns those that were set.
+
+    A stored key no longer known to ``RuleSettings`` can be removed too: that is
+    how a row left behind by a renamed setting is repaired.
+    """
+    current = rulesmod._row(conn, account_id)
+    unknown = [k for k in keys if k not in current and k not in RuleSettings.keys()]
+    if unknown:
+        raise AdminError(f"unknown rule setting {', '.join(unknown)} (known: {', '.join(RuleSettings.keys())})")
+    removed = [k for k in dict.fromkeys(keys) if k in current]
+    if removed:
+        for k in removed:
+            del current[k]
+        conn.execute(account_rules.update().where(account_rules.c.account_id == account_id)
+                     .values(settings=orjson.dumps(current).decode(), updated_at=now_ms()))
+    return removed
+
+
+def account_id_of(conn: Connection, target: str) -> int:
+    """The account a path names, or 0 for ``platform``."""
+    if target == PLATFORM:
+        return 0
+    aid = conn.execute(select(accounts.c.id).where(accounts.c.username == target)).scalar()
+    if aid is None:
+        raise AdminError(f"no account {target!r}")
+    return aid
+
+
+def normalise_phones(raw: str | list[str], limit: int | None = None) -> list[str]:
+    """Numbers as accept compares them (11-digit national form); any invalid one refuses them all."""
+    try:
+        parsed = numbers.parse_recipients(raw, limit=limit)
+    except numbers.TooManyRecipients:
+        raise AdminError(f"at most {limit} numbers at once") from None
+    if parsed.invalid:
+        raise BadNumbers(parsed.invalid)
+    return parsed.valid
+
+
+class BadNumbers(AdminError):
+    def __init__(self, invalid: list[str]) -> None:
+        self.shown = ", ".join(invalid[:10]) + (" …" if len(invalid) > 10 else "")
+        super().__init__(f"not a mobile number: {self.shown}")
+
+
+def check_words(items: list[str]) -> list[str]:
+    out = [w.strip() for w in items if w and w.strip()]
+    long = [w for w in out if len(w) > MAX_WORD]
+    if long:
+        raise AdminError(f"words are at most {MAX_WORD} characters: {long[0][:20]}…")
+    return out
+
+
+# -- plumbing ---------------------------------------------------------------------------
+
+async def admin_account(request: Request, authorization: Annotated[str | None, Header()] = None) -> Account:
+    caller = await account(request, authorization)
+    if caller.role != "admin":
+        raise ApiError(fail(Code.PERMISSION_DENIED, "admin accounts only"))
+    return caller
+
+
+Admin = Annotated[Account, Depends(admin_account)]
+
+
+async def _read(request: Request, fn, *args):
+    rt = runtime(request)
+
+    def run():
+        with rt.reader.connect() as conn:
+            try:
+                return fn(conn, *args)
+            except AdminError as exc:
+                raise ApiError(fail(Code.INVALID_PARAMETER, str(exc))) from None
+    return await asyncio.get_running_loop().run_in_executor(None, run)
+
+
+async def _write(request: Request, fn, *args):
+    """Run ``fn(conn, *args)`` as a writer job; an AdminError rolls back its savepoint and is the answer."""
+    def job(conn: Connection, _):
+        try:
+            with conn.begin_nested():
+                return True, fn(conn, *args)
+        except AdminError as exc:
+            return False, str(exc)
+    rt = runtime(request)
+    done, value = await rt.writer.run(job)
+    if not done:
+        raise ApiError(fail(Code.INVALID_PARAMETER, value))
+    # This process's caches see the change at once; other processes within their poll interval.
+    for cache in (getattr(rt.accept, "rulebook", None), getattr(rt.accept, "blacklist", None)):
+        if cache is not None:
+            cache.invalidate()
+    return value
+
+
+def _rules_view(conn: Connection, target: str) -> dict:
+    aid = account_id_of(conn, target)
+    rows = rule_sources(conn, aid)
+    return {"account": None if aid == 0 else target, "rules": {k: v for k, v, _ in rows},
+            "sources": {k: s for k, _, s in rows}}
+
+
+def _entries(conn: Connection, account_id: int, after: int, limit: int) -> dict:
+    rows = conn.execute(select(blacklist).where(blacklist.c.account_id == account_id, blacklist.c.id > after)
+                        .order_by(blacklist.c.id).limit(limit)).all()
+    total = conn.execute(select(func.count()).select_from(blacklist)
+                         .where(blacklist.c.account_id == account_id)).scalar()
+    return {"items": [{"id": r.id, "phone": r.phone, "reason": r.reason, "note": r.note,
+                       "created_at": iso(r.created_at)} for r in rows],
+            "total": total, "next": rows[-1].id if rows else after}
+
+
+class Phones(BaseModel):
+    phones: str | list[str] = Field(description="Numbers: an array, or one string separated by commas or spaces.")
+    note: str = Field("", max_length=200, description="Why (kept with the entry).")
+
+
+class PhonesOut(BaseModel):
+    phones: str | list[str] = Field(description="Numbers: an array, or one string separated by commas or spaces.")
+
+
+class Words(BaseModel):
+    words: list[str] = Field(description=f"Words or phrases, at most {MAX_WORD} characters each.")
+
+
+class Reject(BaseModel):
+    reason: str = Field("", max_length=500, description="Why: kept in the review record and the messages' note.")
+
+
+def _too_many(items) -> None:
+    if len(items) > MAX_ITEMS:
+        raise ApiError(fail(Code.INVALID_PARAMETER, f"at most {MAX_ITEMS} items in one request"))
+
+
+def _phones(raw: str | list[str]) -> list[str]:
+    if isinstance(raw, list):
+        _too_many(raw)
+    try:
+        phones = normalise_phones(raw, MAX_ITEMS)
+    except BadNumbers as exc:
+        raise ApiError(fail(Code.INVALID_NUMBER, exc.shown)) from None
+    except AdminError as exc:
+        raise ApiError(fail(Code.INVALID_PARAMETER, str(exc))) from None
+    if not phones:
+        raise ApiError(fail(Code.MISSING_PARAMETER, "phones: no number given"))
+    return phones
+
+
+# -- customers: their own account ---------------------------------------------------------
+
+@router.get("/rules", summary="The rules this account's messages meet (its own, else the platform's, else defaults)")
+async def my_rules(request: Request, caller: Caller):
+    rules = await _read(request, get_rules, caller.id)
+    return {"rules": rules.to_dict()}
+
+
+@router.get("/blacklist", summary="This account's blacklist: numbers it never sends to")
+async def my_blacklist(request: Request, caller: Caller, after: int = Query(0, ge=0),
+                       limit: int = Query(1000, ge=1, le=10_000)):
+    return await _read(request, _entries, caller.id, after, limit)
+
+
+@router.post("/blacklist", summary="Add numbers to this account's blacklist")
+async def my_blacklist_add(request: Request, caller: Caller, body: Phones):
+    phones = _phones(body.phones)
+    added = await _write(request, bl.add, caller.id, phones, "manual", body.note)
+    return {"added": added, "phones": phones}
+
+
+@router.delete("/blacklist", summary="Remove numbers from this account's blacklist")
+async def my_blacklist_remove(request: Request, caller: Caller, body: PhonesOut):
+    phones = _phones(body.phones)
+    return {"removed": await _write(request, bl.remove, caller.id, phones)}
+
+
+# -- admins: the platform -------------------------------------------------------------------
+
+TargetPath = Annotated[str, Path(description="An account's username, or `platform` for the platform defaults.")]
+ListPath = Annotated[Literal["block", "review"], Path(description="`block` refuses a message, `review` holds it.")]
+
+
+@router.get("/admin/rules/{target}", summary="An account's or the platform's rules, and where each value comes from")
+async def admin_rules(request: Request, caller: Admin, target: TargetPath):
+    return await _read(request, _rules_view, target)
+
+
+@router.put("/admin/rules/{target}",
+            summary="Set rules of an account or the platform (keys named change; null falls back)",
+            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": True,
+                "description": "Rule keys and values, e.g. {\"mps\": 50, \"signatures\": [\"鸿雁\"]}; "
+                               "null removes the setting (the platform's or the default applies)."}}}}})
+async def admin_rules_set(request: Request, caller: Admin, target: TargetPath,
+                          body: Annotated[dict[str, Any], Body()]):
+    if not body:
+        raise ApiError(fail(Code.MISSING_PARAMETER, "name at least one rule key"))
+
+    def change(conn: Connection) -> dict:
+        aid = account_id_of(conn, target)
+        drop = [k for k, v in body.items() if v is None]
+        values = {k: v for k, v in body.items() if v is not None}
+        if values:
+            set_rules(conn, aid, **values)
+        if drop:
+            unset_rules(conn, aid, drop)
+        return _rules_view(conn, target)
+    return await _write(request, change)
+
+
+@router.get("/admin/words/{kind}", summary="The block or review word list")
+async def admin_words(request: Request, caller: Admin, kind: ListPath, after: int = Query(0, ge=0),
+                      limit: int = Query(1000, ge=1, le=10_000)):
+    def load(conn: Connection) -> dict:
+        rows = conn.execute(select(words).where(words.c.list == kind, words.c.id > after)
+                            .order_by(words.c.id).limit(limit)).all()
+        total = conn.execute(select(func.count()).select_from(words).where(words.c.list == kind)).scalar()
+        return {"list": kind, "items": [{"id": r.id, "word": r.word, "created_at": iso(r.created_at)}
+                                        for r in rows], "total": total, "next": rows[-1].id if rows else after}
+    return await _read(request, load)
+
+
+@router.post("/admin/words/{kind}", summary="Add words to the block or review list")
+async def admin_words_add(request: Request, caller: Admin, kind: ListPath, body: Words):
+    _too_many(body.words)
+    try:
+        items = check_words(body.words)
+    except AdminError as exc:
+        raise ApiError(fail(Code.INVALID_PARAMETER, str(exc))) from None
+    if not items:
+        raise ApiError(fail(Code.MISSING_PARAMETER, "words: no word given"))
+    return {"list": kind, "added": await _write(request, add_words, kind, items)}
+
+
+@router.delete("/admin/words/{kind}", summary="Remove words from the block or review list")
+async def admin_words_remove(request: Request, caller: Admin, kind: ListPath, body: Words):
+    _too_many(body.words)
+    items = [w.strip() for w in body.words if w.strip()]
+    if not items:
+        raise ApiError(fail(Code.MISSING_PARAMETER, "words: no word given"))
+    return {"list": kind, "removed": await _write(request, remove_words, kind, items)}
+
+
+@router.get("/admin/blacklist/{target}", summary="An account's or the platform-wide blacklist")
+async def admin_blacklist(request: Request, caller: Admin, target: TargetPath, after: int = Query(0, ge=0),
+                          limit: int = Query(1000, ge=1, le=10_000)):
+    return await _read(request, lambda conn: _entries(conn, account_id_of(conn, target), after, limit))
+
+
+@router.post("/admin/blacklist/{target}", summary="Add numbers to an account's or the platform-wide blacklist")
+async def admin_blacklist_add(request: Request, caller: Admin, target: TargetPath, body: Phones):
+    phones = _phones(body.phones)
+    added = await _write(request, lambda conn: bl.add(conn, account_id_of(conn, target), phones, "manual",
+                                                      body.note))
+    return {"added": added, "phones": phones}
+
+
+@router.delete("/admin/blacklist/{target}", summary="Remove numbers from an account's or the platform-wide blacklist")
+async def admin_blacklist_remove(request: Request, caller: Admin, target: TargetPath, body: PhonesOut):
+    phones = _phones(body.phones)
+    return {"removed": await _write(request, lambda conn: bl.remove(conn, account_id_of(conn, target), phones))}
+
+
+def _held_view(item: dict) -> dict:
+    return {**item, "scheduled_at": iso(item["scheduled_at"]), "created_at": iso(item["created_at"])}
+
+
+def _decision_view(d: review.Decision) -> dict:
+    return {"submission_id": d.submission_id, "decision": d.decision, "state": d.state,
+            "messages": d.messages, "refunded": d.refunded, "due_at": iso(d.due_at)}
+
+
+@router.get("/admin/review", summary="Held submissions waiting for review, oldest first")
+async def admin_review(request: Request, caller: Admin, account: str | None = Query(None, description="Username."),
+                       after: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)):
+    def load(conn: Connection) -> dict:
+        aid = account_id_of(conn, account) if account else None
+        items = review.held(conn, aid, after=after, limit=limit)
+        return {"items": [_held_view(i) for i in items], "next": items[-1]["submission_id"] if items else after}
+    return await _read(request, load)
+
+
+@router.post("/admin/review/{submission_id}/approve", summary="Approve a held submission: its messages are sent")
+async def admin_approve(request: Request, caller: Admin, submission_id: int):
+    (d,) = await _write(request, review.approve, [submission_id], f"api:{caller.username}")
+    rt = runtime(request)
+    rt._accepted(d.submission_id, d.content, d.extno, d.product_id, d.scheduled)
+    return _decision_view(d)
+
+
+@router.post("/admin/review/{submission_id}/reject",
+             summary="Reject a held submission: its messages fail with REJECT and are refunded")
+async def admin_reject(request: Request, caller: Admin, submission_id: int,
+                       body: Annotated[Reject | None, Body()] = None):
+    rt = runtime(request)
+    (d,) = await _write(request, review.reject, [submission_id], f"api:{caller.username}",
+                        body.reason if body else "", rt.receiver)
+    rt._events()
+    return _decision_view(d)
