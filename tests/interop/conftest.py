@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
+
+import pytest
+
+from tests.interop.node_peer import install_node_modules
 
 
 async def until(cond, timeout: float = 5.0, what: str = "condition") -> None:
@@ -18,3 +23,9 @@ async def until(cond, timeout: float = 5.0, what: str = "condition") -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met within {timeout} s")
         await asyncio.sleep(0.01)
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> Path:
+    """node_modules with the pinned npm peers (skips when Node.js is absent)."""
+    return install_node_modules()
