@@ -275,3 +275,64 @@ def test_bad_retry_statuses_option_is_refused():
     with pytest.raises(ValueError, match="retry_statuses"):
         SmgpChannel(ChannelConfig(id=1, name="t", protocol="smgp",
                                   options={"retry_statuses": "busy"}), Recorder().events)
+
+
+async def test_whole_path_over_smgp_send_report_and_mo(settings):
+    """HTTP accept -> queue -> SMGP -> report committed -> Deliver_Resp; MO routed to the account."""
+    import httpx
+    from sqlalchemy import insert, select
+
+    from hongyan.app import create_app
+    from hongyan.core.secrets import Cipher
+    from hongyan.runtime import Runtime
+    from hongyan.store import tables
+    from hongyan.store.db import make_engine, migrate
+    from tests.e2e.conftest import Callbacks, serve_asgi, stop_asgi
+    from tests.helpers import free_port, seed
+
+    sim = SmgpSimulator(port=0, accounts={ACCOUNT: SECRET}, report_delay=0.05)
+    await sim.start()
+    cb = Callbacks()
+    cb_port = free_port()
+    cb_server = await serve_asgi(cb, cb_port)
+    url = settings.resolved_database_url()
+    migrate(url)
+    engine = make_engine(url)
+    cipher = Cipher(settings.secret_key)
+    user = seed(engine, cipher, balance=1000, report_url=f"http://127.0.0.1:{cb_port}/r")
+    with engine.begin() as conn:
+        conn.execute(insert(tables.channels).values(
+            name="telecom", protocol="smgp", host="127.0.0.1", port=sim.port, username=ACCOUNT,
+            secret_enc=cipher.encrypt(SECRET), access_code=ACCESS, service_id="HELP", mps=1000,
+            window=16, connections=2, enabled=True, is_default=True, options="{}"))
+    engine.dispose()
+    settings.http_port = free_port()
+    runtime = Runtime(settings)
+    server = await serve_asgi(create_app(settings, runtime), settings.http_port)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.http_port}",
+                                     headers={"Authorization": f"Bearer {user['key']}"}) as client:
+            r = await client.post("/v1/messages", json={
+                "to": ["13300138000", "18912345678"], "content": "【鸿雁】您的验证码是 1234，" + "长" * 60})
+            assert r.status_code == 200, r.text
+            ids = {m["id"] for m in r.json()["messages"]}
+            await until(lambda: ids <= {i["message_id"] for i in cb.reports()}, timeout=15)
+            assert all(i["status"] == "delivered" and i["carrier_status"] == "DELIVRD"
+                       for i in cb.reports())
+            # Every report part was answered, after it was committed.
+            await until(lambda: sim.stats["acked"] == 4)
+            assert sim.stats["submits"] == 4
+            with runtime.engine.connect() as conn:
+                states = {row.state for row in conn.execute(select(tables.messages.c.state))}
+            assert states == {"delivered"}
+
+            # channel access code + account extension 12 + request extno 7
+            assert sim.inject_mo("13300138000", ACCESS + "127", LONG_CN) == 3
+            await until(lambda: any("mo_id" in i for i in cb.items.values()), timeout=15)
+            mo = next(i for i in cb.items.values() if "mo_id" in i)
+            assert mo["from"] == "13300138000" and mo["extno"] == "7" and mo["content"] == LONG_CN
+            await until(lambda: sim.stats["mo_acked"] == 3)
+    finally:
+        await stop_asgi(server)
+        await stop_asgi(cb_server)
+        await sim.stop()
