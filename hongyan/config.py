@@ -37,6 +37,9 @@ class Settings:
     commit_window_ms: float = 2.0
     commit_max_batch: int = 512
     dispatch_batch: int = 1000
+    # Redis for counters several processes share (rate limits, per-number
+    # frequency, concurrent requests); "" keeps them in this process.
+    redis_url: str = ""
     # Pushes
     push_batch: int = 500
     push_timeout: float = 10.0

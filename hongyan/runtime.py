@@ -19,6 +19,7 @@ from hongyan.config import Settings
 from hongyan.core.accept import AcceptService
 from hongyan.core.accounts import Directory
 from hongyan.core.dispatch import Dispatcher
+from hongyan.core.limits import make_limits
 from hongyan.core.maintenance import Maintenance, register_node, requeue_orphans
 from hongyan.core.notify import Notifier
 from hongyan.core.receive import Receiver
@@ -47,7 +48,9 @@ class Runtime:
         self.directory = Directory(self.reader, self.cipher)
         self.receiver = Receiver(self.directory)
         self.router = Router()
-        self.accept = AcceptService(self.directory, self.writer, on_accepted=self._accepted)
+        self.accept = AcceptService(self.directory, self.writer, on_accepted=self._accepted,
+                                    on_events=self._events, receiver=self.receiver,
+                                    limits=make_limits(settings.redis_url))
         self.node_id = 0
         self.dispatcher: Dispatcher | None = None
         self.recorder: Recorder | None = None
@@ -155,6 +158,7 @@ class Runtime:
             await self.notifier.close()
         if self.simulator is not None:
             await self.simulator.stop()
+        await self.accept.limits.close()
         self.writer.stop()
         self.engine.dispose()
         self.reader.dispose()

@@ -1,21 +1,31 @@
 """Accept: every rule a send request meets, then one durable commit, then the answer.
 
-The rules that need no database (who, from where, what, to whom, how much) run
-on the event loop against cached account data. What needs the database (the
-idempotency key, the balance, the inserts) runs in a batched writer job, so a
+The rules that need no database (who, from where, what, to whom, how much, the
+account's content and number policy) run on the event loop against cached
+account data, rules, word lists and blacklists. The traffic limits (concurrent
+requests, messages a second, per-number frequency) are counters in this
+process or in Redis. What needs the database (the idempotency key, the
+balance, the monthly quota, the inserts) runs in a batched writer job, so a
 burst of requests shares one transaction and one commit. A request is answered
 "ok" only after that commit.
+
+Numbers a rule bars (blacklisted: ``MBBLACK``; over a frequency limit:
+``DISTURB``) do not refuse the request: they are written in the same commit
+already failed, with their report, and cost nothing. Content that hits a
+review word is accepted but held (``CONTENT_HELD``) until an operator
+approves or rejects it (``core.review``).
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Callable
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import Connection, func, select, tuple_
 
-from hongyan.domain import numbers, segments
-from hongyan.domain.clock import now_ms
+from hongyan.domain import numbers, segments, signatures, windows
+from hongyan.domain.clock import now_ms, to_ms
 from hongyan.domain.outcomes import Code, Outcome, fail, ok
 from hongyan.store.bulk import insert_rows, update_rows
 from hongyan.store.ids import IdBlocks
@@ -23,6 +33,11 @@ from hongyan.store.tables import balances, ledger, messages, submissions
 from hongyan.store.writer import Writer, batched
 
 from .accounts import Account, Directory
+from .blacklist import Blacklist
+from .limits import Limits, LocalLimits
+from .notify import SESSION_DIALECTS
+from .receive import Final, Receiver
+from .rules import RuleBook, RuleSettings
 
 SUBMISSION_COLUMNS = ("id", "account_id", "idempotency_key", "request_hash", "client_ref", "dialect", "content",
                       "extno", "product_id", "balance_id", "recipients", "parts", "cost", "state",
@@ -33,6 +48,16 @@ MESSAGE_COLUMNS = ("id", "submission_id", "account_id", "phone", "carrier", "par
 MAX_SCHEDULE_AHEAD_MS = 366 * 24 * 3600 * 1000
 # A scheduled time a little in the past (clock skew, slow client) means "now".
 SCHEDULE_GRACE_MS = 5 * 60 * 1000
+BLACKLISTED = "MBBLACK"
+DISTURB = "DISTURB"
+_SIGNATURE_REFUSAL = {"missing": Code.SIGNATURE_MISSING}
+
+
+class _Anything:
+    """The approved signatures when the account has no list: any signature may go."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
 
 
 @dataclass(slots=True)
@@ -54,6 +79,10 @@ class SendRequest:
     max_length: int = 1000
     max_extno: int = 8
     skip_invalid: bool = False
+    # A daily window (seconds after local midnight, see domain.windows) the
+    # request asked for (kxt3 dailyBeginTime / dailyEndTime): outside it the
+    # messages wait for the next opening.
+    daily_window: tuple[int, int] | None = None
 
 
 @dataclass(slots=True)
@@ -73,11 +102,33 @@ class _Prepared:
     due_at: int
     scheduled: bool
     dialect: str
+    rules: RuleSettings
     invalid: list[str] = field(default_factory=list)
+    # Per phone: None to send, else the status it ends with unsent (MBBLACK, DISTURB).
+    barred: list[str | None] | None = None
+    held: str | None = None           # the review word that holds the submission
+
+    @property
+    def billed(self) -> int:
+        if self.barred is None:
+            return len(self.phones)
+        return self.barred.count(None)
 
     @property
     def cost(self) -> int:
-        return len(self.phones) * self.parts * self.price
+        return self.billed * self.parts * self.price
+
+    def sendable(self) -> list[str]:
+        if self.barred is None:
+            return self.phones
+        return [p for p, b in zip(self.phones, self.barred) if b is None]
+
+    def bar(self, phones: set[str], status: str) -> None:
+        if self.barred is None:
+            self.barred = [None] * len(self.phones)
+        for i, p in enumerate(self.phones):
+            if self.barred[i] is None and p in phones:
+                self.barred[i] = status
 
 
 def _request_hash(req: SendRequest, phones: list[str]) -> str:
@@ -90,11 +141,21 @@ def _request_hash(req: SendRequest, phones: list[str]) -> str:
 
 class AcceptService:
     def __init__(self, directory: Directory, writer: Writer, *,
-                 on_accepted: Callable[[int, str, str, int | None, bool], None] | None = None) -> None:
-        """``on_accepted(submission_id, content, extno, product_id, scheduled)`` is told
-        of every committed submission (the dispatcher keeps the content at hand)."""
+                 on_accepted: Callable[[int, str, str, int | None, bool], None] | None = None,
+                 on_events: Callable[[], None] | None = None,
+                 rulebook: RuleBook | None = None, blacklist: Blacklist | None = None,
+                 limits: Limits | None = None, receiver: Receiver | None = None) -> None:
+        """``on_accepted(submission_id, content, extno, product_id, waiting)`` is told
+        of every committed submission (the dispatcher keeps the content at hand;
+        ``waiting`` when its messages are not due yet: scheduled or held).
+        ``on_events`` is told when a commit wrote report events (barred numbers)."""
         self.directory = directory
         self.writer = writer
+        self.rulebook = rulebook or RuleBook(directory.engine)
+        self.blacklist = blacklist or Blacklist(directory.engine)
+        self.limits = limits or LocalLimits()
+        self.receiver = receiver or Receiver(directory)
+        self.on_events = on_events
         self.submission_ids = IdBlocks("submission", 1000)
         self.message_ids = IdBlocks("message", 20_000)
         writer.on_rollback.extend([self.submission_ids.forget, self.message_ids.forget])
@@ -111,6 +172,11 @@ class AcceptService:
             return fail(Code.CONTENT_EMPTY)
         if len(content) > req.max_length:
             return fail(Code.CONTENT_TOO_LONG, f"{len(content)} > {req.max_length} characters")
+        rules = self.rulebook.rules(acc.id)
+        checked = self._content_policy(rules, content)
+        if isinstance(checked, Outcome):
+            return checked
+        content, held = checked
         extno = (req.extno or "").strip()
         if extno and (not extno.isdigit() or len(extno) > req.max_extno):
             return fail(Code.INVALID_EXTNO, extno)
@@ -134,6 +200,14 @@ class AcceptService:
                 return fail(Code.INVALID_SCHEDULE)
             if req.schedule_at > now:
                 due_at, scheduled = req.schedule_at, True
+        hours = self.rulebook.hours(rules)
+        if hours is not None and not windows.is_open(hours, datetime.fromtimestamp(due_at / 1000)):
+            return fail(Code.OUTSIDE_SEND_WINDOW, f"this account sends only {rules.allowed_hours}")
+        if req.daily_window is not None:
+            at = datetime.fromtimestamp(due_at / 1000)
+            opens = windows.next_open(req.daily_window, at)
+            if opens != at:
+                due_at, scheduled = to_ms(opens), True
         product_id, price = None, 1
         if req.product:
             product = self.directory.product(req.product)
@@ -143,22 +217,88 @@ class AcceptService:
         balance_id = self.directory.balance_id(acc.owner, product_id or 0)
         if balance_id is None:
             return fail(Code.PRODUCT_BALANCE if product_id else Code.INSUFFICIENT_BALANCE)
-        return _Prepared(
+        prepared = _Prepared(
             account_id=acc.id, balance_id=balance_id, product_id=product_id, price=price,
             parts=segments.count_parts(content), phones=phones,
             carriers=[numbers.lookup(p).carrier for p in phones], content=content, extno=extno,
             client_ref=req.client_ref, idempotency_key=req.idempotency_key,
             request_hash=_request_hash(req, phones) if req.idempotency_key else None,
-            due_at=due_at, scheduled=scheduled, dialect=req.dialect, invalid=parsed.invalid)
+            due_at=due_at, scheduled=scheduled, dialect=req.dialect, rules=rules,
+            invalid=parsed.invalid, held=held)
+        self.blacklist.refresh()
+        if not self.blacklist.empty:
+            barred = {p for p in phones if self.blacklist.blocked(acc.id, p)}
+            if barred:
+                prepared.bar(barred, BLACKLISTED)
+        return prepared
+
+    def _content_policy(self, rules: RuleSettings, content: str) -> Outcome | tuple[str, str | None]:
+        """Signature, templates, sensitive words: the text to send and the review word
+        that holds it, or the refusal."""
+        if rules.signature_required or rules.default_signature or rules.signatures:
+            verdict = signatures.check(content, required=rules.signature_required,
+                                       approved=rules.signatures or _Anything(),
+                                       default=rules.default_signature)
+            if not verdict.ok:
+                found = verdict.signature.text if verdict.signature else ""
+                return fail(_SIGNATURE_REFUSAL.get(verdict.reason, Code.SIGNATURE_INVALID),
+                            f"{verdict.reason}: 【{found}】" if found else str(verdict.reason))
+            signed = verdict.text or content
+        else:
+            signed = content
+        if rules.templates_only:
+            approved = self.rulebook.templates(rules)
+            if approved.match(signed) is None and (signed == content or approved.match(content) is None):
+                return fail(Code.NOT_WHITELISTED, "the text matches none of the account's templates")
+        hit = self.rulebook.words().match(signed)
+        if hit is not None:
+            if hit.kind == "block":
+                return fail(Code.CONTENT_BLOCKED, hit.word)
+            return signed, hit.word
+        return signed, None
+
+    async def _traffic(self, p: _Prepared) -> Outcome | None:
+        """Messages a second and per-number frequency (the counters may live in Redis)."""
+        rules = p.rules
+        if rules.mps:
+            amount = p.billed * p.parts
+            if amount > rules.mps:
+                return fail(Code.RATE_LIMITED, f"{amount} messages in one request, limit {rules.mps} a second")
+            if not await self.limits.take(p.account_id, amount, rules.mps):
+                return fail(Code.RATE_LIMITED, f"more than {rules.mps} messages a second")
+        if rules.per_number_daily or rules.same_content_minutes:
+            over = await self.limits.frequency(p.account_id, p.sendable(), p.content,
+                                               per_day=rules.per_number_daily,
+                                               same_minutes=rules.same_content_minutes)
+            if over:
+                p.bar(over, DISTURB)
+        return None
+
+    def _told(self, outcome: Outcome, p: _Prepared, submission_id: int) -> None:
+        if self.on_accepted is not None:
+            self.on_accepted(submission_id, p.content, p.extno, p.product_id, p.scheduled or p.held is not None)
+        if p.barred is not None and self.on_events is not None:
+            self.on_events()
 
     async def send(self, req: SendRequest) -> Outcome:
         prepared = self.prepare(req)
         if isinstance(prepared, Outcome):
             return prepared
-        outcome = await self.writer.run(self._commit, prepared)
-        if outcome.ok and self.on_accepted is not None and not outcome.data["replayed"]:
-            self.on_accepted(outcome.data["submission_id"], prepared.content, prepared.extno,
-                             prepared.product_id, prepared.scheduled)
+        limit = 0 if req.dialect in SESSION_DIALECTS else prepared.rules.concurrency
+        # A session's window bounds its requests in flight; the concurrency
+        # rule is for HTTP callers.
+        if limit and not await self.limits.enter(prepared.account_id, limit):
+            return fail(Code.TOO_MANY_CONCURRENT, f"more than {limit} requests at once")
+        try:
+            refusal = await self._traffic(prepared)
+            if refusal is not None:
+                return refusal
+            outcome = await self.writer.run(self._commit, prepared)
+        finally:
+            if limit:
+                await self.limits.leave(prepared.account_id)
+        if outcome.ok and not outcome.data["replayed"]:
+            self._told(outcome, prepared, outcome.data["submission_id"])
         return outcome
 
     async def send_together(self, reqs: list[SendRequest]) -> Outcome:
@@ -176,10 +316,21 @@ class AcceptService:
             if isinstance(prepared, Outcome):
                 return prepared
             preps.append(prepared)
-        outcome = await self.writer.run(self._commit_together, preps)
-        if outcome.ok and self.on_accepted is not None:
+        limit = 0 if reqs[0].dialect in SESSION_DIALECTS else preps[0].rules.concurrency
+        if limit and not await self.limits.enter(preps[0].account_id, limit):
+            return fail(Code.TOO_MANY_CONCURRENT, f"more than {limit} requests at once")
+        try:
+            for p in preps:
+                refusal = await self._traffic(p)
+                if refusal is not None:
+                    return refusal
+            outcome = await self.writer.run(self._commit_together, preps)
+        finally:
+            if limit:
+                await self.limits.leave(preps[0].account_id)
+        if outcome.ok:
             for p, sid in zip(preps, outcome.data["submission_ids"]):
-                self.on_accepted(sid, p.content, p.extno, p.product_id, p.scheduled)
+                self._told(outcome, p, sid)
         return outcome
 
     def _commit_together(self, conn: Connection, preps: list[_Prepared]) -> Outcome:
@@ -204,12 +355,13 @@ class AcceptService:
             # The balance was checked and locked above: roll everything back.
             raise RuntimeError(f"a joint submission was refused: {[o.code for o in rest if not o.ok]}")
         done = [first, *rest]
-        return ok(submission_id=request_id, submission_ids=[o.data["submission_id"] for o in done],
+        held = next((o for o in done if o.code == Code.CONTENT_HELD), None)
+        return Outcome(held.code if held else Code.OK, held.detail if held else "", dict(submission_id=request_id, submission_ids=[o.data["submission_id"] for o in done],
                   message_ids=[m for o in done for m in o.data["message_ids"]],
                   phones=[ph for o in done for ph in o.data["phones"]], parts=first.data["parts"],
                   cost=sum(o.data["cost"] for o in done), balance=rest[-1].data["balance"],
                   invalid=[i for o in done for i in o.data["invalid"]], scheduled_at=first.data["scheduled_at"],
-                  replayed=False)
+                  replayed=False))
 
     @batched
     def _commit(self, conn: Connection, preps: list[_Prepared]) -> list[Outcome]:
@@ -233,6 +385,7 @@ class AcceptService:
         amounts = dict(conn.execute(
             select(balances.c.id, balances.c.amount)
             .where(balances.c.id.in_({preps[i].balance_id for i in todo})).with_for_update()).all()) if todo else {}
+        used = self._month_usage(conn, [preps[i] for i in todo])
         accepted: list[int] = []
         for i in todo:
             p = preps[i]
@@ -240,6 +393,14 @@ class AcceptService:
             if have < p.cost:
                 results[i] = fail(Code.INSUFFICIENT_BALANCE, f"needs {p.cost}, has {have}")
                 continue
+            quota = p.rules.monthly_quota
+            if quota:
+                volume = p.billed * p.parts
+                if used.get(p.account_id, 0) + volume > quota:
+                    results[i] = fail(Code.QUOTA_EXCEEDED,
+                                      f"{used.get(p.account_id, 0)} of {quota} used this month, this needs {volume}")
+                    continue
+                used[p.account_id] = used.get(p.account_id, 0) + volume
             amounts[p.balance_id] = have - p.cost
             accepted.append(i)
         if not accepted:
@@ -251,26 +412,53 @@ class AcceptService:
         sub_ids = self.submission_ids.take(conn, len(accepted))
         msg_ids = self.message_ids.take(conn, sum(len(preps[i].phones) for i in accepted))
         sub_rows, ledger_rows, msg_rows = [], [], []
+        finals: list[Final] = []
         cursor = 0
         for sid, i in zip(sub_ids, accepted):
             p = preps[i]
             n = len(p.phones)
             ids = msg_ids[cursor:cursor + n]
             cursor += n
-            state = "scheduled" if p.scheduled else "accepted"
+            state = "held" if p.held is not None else "scheduled" if p.scheduled else "accepted"
             sub_rows.append((sid, p.account_id, p.idempotency_key, p.request_hash, p.client_ref, p.dialect,
                              p.content, p.extno, p.product_id, p.balance_id, n, p.parts, p.cost, state,
                              p.due_at if p.scheduled else None, now))
             ledger_rows.append((p.balance_id, "debit", -p.cost, sid, "", now))
             per = p.parts * p.price
-            msg_rows.extend((mid, sid, p.account_id, ph, ca, p.parts, per, "queued", p.due_at, 0, 0, False)
-                            for mid, ph, ca in zip(ids, p.phones, p.carriers))
-            results[i] = ok(submission_id=sid, message_ids=ids, phones=p.phones, parts=p.parts,
-                            cost=p.cost, balance=amounts[p.balance_id], invalid=p.invalid,
-                            scheduled_at=p.due_at if p.scheduled else None, replayed=False)
+            mstate = "held" if p.held is not None else "queued"
+            if p.barred is None:
+                msg_rows.extend((mid, sid, p.account_id, ph, ca, p.parts, per, mstate, p.due_at, 0, 0, False)
+                                for mid, ph, ca in zip(ids, p.phones, p.carriers))
+            else:
+                # Barred numbers cost nothing and end at once; finalize writes their reports.
+                for mid, ph, ca, bar in zip(ids, p.phones, p.carriers, p.barred):
+                    msg_rows.append((mid, sid, p.account_id, ph, ca, p.parts, 0 if bar else per,
+                                     "queued" if bar else mstate, p.due_at, 0, 0, False))
+                    if bar:
+                        finals.append(Final(mid, "failed", bar))
+            data = dict(submission_id=sid, message_ids=ids, phones=p.phones, parts=p.parts,
+                        cost=p.cost, balance=amounts[p.balance_id], invalid=p.invalid,
+                        scheduled_at=p.due_at if p.scheduled else None, replayed=False)
+            results[i] = ok(**data) if p.held is None else Outcome(Code.CONTENT_HELD, p.held, data)
         insert_rows(conn, submissions, SUBMISSION_COLUMNS, sub_rows)
         insert_rows(conn, ledger, LEDGER_COLUMNS, ledger_rows)
         insert_rows(conn, messages, MESSAGE_COLUMNS, msg_rows)
+        if finals:
+            self.receiver.finalize(conn, finals, now)
+
+    @staticmethod
+    def _month_usage(conn: Connection, preps: list[_Prepared]) -> dict[int, int]:
+        """Messages (numbers x parts) each account with a monthly quota was accepted this month."""
+        ids = {p.account_id for p in preps if p.rules.monthly_quota}
+        if not ids:
+            return {}
+        start = to_ms(datetime.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0))
+        volume = func.coalesce(func.sum(submissions.c.recipients * submissions.c.parts), 0)
+        return dict(conn.execute(
+            select(submissions.c.account_id, volume)
+            .where(submissions.c.account_id.in_(ids), submissions.c.created_at >= start,
+                   submissions.c.state != "cancelled")
+            .group_by(submissions.c.account_id)).all())
 
     def _idempotency(self, conn: Connection, preps: list[_Prepared],
                      results: list) -> tuple[list[int], list[tuple[int, int]]]:

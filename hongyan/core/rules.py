@@ -17,6 +17,8 @@ from sqlalchemy import Connection, Engine, func, select
 
 from hongyan.core.accounts import AdminError
 from hongyan.domain.clock import now_ms
+from hongyan.domain.templates import Template, TemplateSet
+from hongyan.domain.windows import BadWindow, parse_hours
 from hongyan.domain.words import WordList
 from hongyan.store.tables import account_rules, words
 
@@ -26,12 +28,14 @@ class RuleSettings:
     signature_required: bool = False
     default_signature: str = ""
     signatures: tuple[str, ...] = ()   # approved signatures; empty = any
-    # Keys the rate, quota and time-window rules read.
-    mps: int = 0                       # 0 = no limit
-    concurrency: int = 5
-    monthly_quota: int = 0             # 0 = no quota
-    per_number_daily: int = 0          # 0 = no limit
-    allowed_hours: str = ""            # "" = any time, else e.g. "08-21"
+    templates_only: bool = False       # the content must match one of ``templates``
+    templates: tuple[str, ...] = ()    # approved templates, e.g. "【店】验证码{code}，5分钟有效"
+    mps: int = 0                       # messages a second, counted numbers x parts; 0 = no limit
+    concurrency: int = 5               # HTTP requests in flight at once; 0 = no limit
+    monthly_quota: int = 0             # messages (numbers x parts) a calendar month; 0 = no quota
+    per_number_daily: int = 0          # messages to one number a day; 0 = no limit
+    same_content_minutes: int = 0      # the same text to one number at most once in this many minutes
+    allowed_hours: str = ""            # "" = any time, else e.g. "08-21" or "08:30-21:00"
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -75,13 +79,41 @@ def _coerce(key: str, value: Any) -> Any:
         return value
     if isinstance(kind, tuple):
         if isinstance(value, str):
-            value = [s for s in (p.strip() for p in value.split(",")) if s]
+            # From the CLI: a comma-separated list (templates contain commas: one per call, or JSON).
+            value = [value] if key == "templates" else [s for s in (p.strip() for p in value.split(",")) if s]
         if not isinstance(value, (list, tuple)) or not all(isinstance(s, str) for s in value):
             raise AdminError(f"{key} must be a list of strings, not {value!r}")
-        return tuple(s.strip().removeprefix("【").removesuffix("】").strip() for s in value)
+        return _CHECK_LIST.get(key, _strip)(value)
     if not isinstance(value, str):
         raise AdminError(f"{key} must be text, not {value!r}")
-    return value.strip()
+    value = value.strip()
+    if key == "allowed_hours" and value:
+        try:
+            parse_hours(value)
+        except BadWindow as exc:
+            raise AdminError(f"allowed_hours: {exc}") from None
+    return value
+
+
+def _strip(items) -> tuple[str, ...]:
+    return tuple(s.strip() for s in items if s.strip())
+
+
+def _signatures(items) -> tuple[str, ...]:
+    return tuple(s.strip().removeprefix("【").removesuffix("】").strip() for s in items if s.strip())
+
+
+def _templates(items) -> tuple[str, ...]:
+    out = _strip(items)
+    for text in out:
+        try:
+            Template("check", text)
+        except ValueError as exc:
+            raise AdminError(f"template {text!r}: {exc}") from None
+    return out
+
+
+_CHECK_LIST = {"signatures": _signatures, "templates": _templates}
 
 
 def _row(conn: Connection, account_id: int) -> dict[str, Any]:
@@ -122,6 +154,8 @@ class RuleBook:
         self._stamp: tuple | None = None
         self._checked = float("-inf")
         self._words = WordList(())
+        self._templates: dict[tuple[str, ...], TemplateSet] = {}
+        self._hours: dict[str, tuple[int, int]] = {}
 
     def rules(self, account_id: int) -> RuleSettings:
         now = self.clock()
@@ -152,6 +186,25 @@ class RuleBook:
                                            [w for k, w in rows if k == "review"])
                     self._stamp = stamp
         return self._words
+
+    def templates(self, rules: RuleSettings) -> TemplateSet:
+        """The account's approved templates, compiled once per distinct list."""
+        found = self._templates.get(rules.templates)
+        if found is None:
+            if len(self._templates) > 1000:
+                self._templates.clear()
+            found = self._templates[rules.templates] = TemplateSet(
+                Template(i, text) for i, text in enumerate(rules.templates))
+        return found
+
+    def hours(self, rules: RuleSettings) -> tuple[int, int] | None:
+        """The account's allowed hours as a window, None for any time."""
+        if not rules.allowed_hours:
+            return None
+        found = self._hours.get(rules.allowed_hours)
+        if found is None:
+            found = self._hours[rules.allowed_hours] = parse_hours(rules.allowed_hours)
+        return found
 
     def invalidate(self) -> None:
         self._rules.clear()

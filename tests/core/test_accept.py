@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from hongyan.core import accounts as acc
 from hongyan.core.accept import AcceptService, SendRequest
 from hongyan.core.accounts import Directory
+from hongyan.core.rules import set_rules
 from hongyan.core.secrets import Cipher
 from hongyan.domain.clock import now_ms
 from hongyan.domain.outcomes import Code
@@ -25,6 +26,9 @@ async def env(settings):
     engine, reader = engines(url)
     cipher = Cipher(settings.secret_key)
     user = seed(engine, cipher, balance=100)
+    with engine.begin() as conn:
+        # These tests fire many requests at once to see them share commits.
+        set_rules(conn, 0, concurrency=0)
     writer = Writer(engine, window_ms=1.0)
     writer.start()
     directory = Directory(reader, cipher)

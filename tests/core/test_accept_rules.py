@@ -1,0 +1,290 @@
+"""The operator's rules as accept applies them: content, numbers, limits, time.
+
+Each test sets a rule the way an operator does (``set_rules``, the blacklist
+and word tables) and sends through AcceptService, on SQLite and PostgreSQL.
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+
+from hongyan.core import accounts as acc
+from hongyan.core import blacklist
+from hongyan.core.accept import AcceptService, SendRequest
+from hongyan.core.accounts import Directory
+from hongyan.core.rules import add_words, set_rules
+from hongyan.core.secrets import Cipher
+from hongyan.domain.clock import to_ms
+from hongyan.domain.outcomes import Code
+from hongyan.store import tables
+from hongyan.store.db import migrate
+from hongyan.store.writer import Writer
+from tests.helpers import engines, seed
+
+
+@pytest.fixture
+async def env(settings):
+    url = settings.resolved_database_url()
+    migrate(url)
+    engine, reader = engines(url)
+    cipher = Cipher(settings.secret_key)
+    user = seed(engine, cipher, balance=1000)
+    writer = Writer(engine, window_ms=1.0)
+    writer.start()
+    directory = Directory(reader, cipher)
+    events: list[int] = []
+    service = AcceptService(directory, writer, on_events=lambda: events.append(1))
+    env = type("Env", (), {})()
+    env.engine, env.directory, env.service, env.user, env.events = engine, directory, service, user, events
+    yield env
+    writer.stop()
+    engine.dispose()
+    reader.dispose()
+
+
+def rules(env, account: bool = True, **values) -> None:
+    with env.engine.begin() as conn:
+        set_rules(conn, env.user["id"] if account else 0, **values)
+    env.service.rulebook.invalidate()
+
+
+def words(env, kind: str, *items: str) -> None:
+    with env.engine.begin() as conn:
+        add_words(conn, kind, list(items))
+    env.service.rulebook.invalidate()
+
+
+def bar(env, phones: list[str], platform: bool = False) -> None:
+    with env.engine.begin() as conn:
+        blacklist.add(conn, 0 if platform else env.user["id"], phones)
+    env.service.blacklist.invalidate()
+
+
+async def send(env, **kw):
+    kw.setdefault("to", "13800138000")
+    kw.setdefault("content", "【测试】您好")
+    return await env.service.send(SendRequest(account=env.directory.by_username(env.user["username"]), **kw))
+
+
+def balance(env) -> int:
+    with env.engine.connect() as conn:
+        assert acc.ledger_mismatches(conn) == []
+        return acc.balances_of(conn, acc.owner_of(conn, env.user["username"]))[0]["amount"]
+
+
+def messages(env) -> list:
+    with env.engine.connect() as conn:
+        return conn.execute(select(tables.messages).order_by(tables.messages.c.id)).all()
+
+
+def reports(env) -> list[dict]:
+    with env.engine.connect() as conn:
+        rows = conn.execute(select(tables.events.c.payload).where(tables.events.c.kind == "report")
+                            .order_by(tables.events.c.id)).scalars().all()
+    return [orjson.loads(r) for r in rows]
+
+
+# -- signatures -------------------------------------------------------------------
+
+async def test_a_required_signature_must_be_there_and_approved(env):
+    rules(env, signature_required=True, signatures=["测试"])
+    missing = await send(env, content="您好")
+    assert missing.code is Code.SIGNATURE_MISSING
+    other = await send(env, content="【别家】您好")
+    assert other.code is Code.SIGNATURE_INVALID and "别家" in other.detail
+    two = await send(env, content="【测试】您好【测试】")
+    assert two.code is Code.SIGNATURE_INVALID and two.detail.startswith("multiple")
+    assert (await send(env, content="您好【测试】")).code is Code.OK
+    assert len(messages(env)) == 1 and balance(env) == 999
+
+
+async def test_the_default_signature_is_added_and_parts_follow_the_signed_text(env):
+    rules(env, default_signature="鸿雁")
+    out = await send(env, content="长" * 70)   # 70 characters: one part alone, two once signed
+    assert out.code is Code.OK and out.data["parts"] == 2 and out.data["cost"] == 2
+    with env.engine.connect() as conn:
+        content = conn.execute(select(tables.submissions.c.content)).scalar()
+    assert content == "【鸿雁】" + "长" * 70
+    # A text with its own signature keeps it; with no approved list any signature may go.
+    assert (await send(env, content="【别家】好")).code is Code.OK
+
+
+# -- sensitive words ------------------------------------------------------------
+
+async def test_a_block_word_refuses_naming_the_word_even_hidden(env):
+    words(env, "block", "发票")
+    out = await send(env, content="【测试】代开 发＊票 联系")
+    assert out.code is Code.CONTENT_BLOCKED and out.detail == "发票"
+    assert messages(env) == [] and balance(env) == 1000
+
+
+async def test_a_review_word_accepts_and_holds(env):
+    words(env, "review", "贷款")
+    out = await send(env, to="13800138000,13900139000", content="【测试】低息贷款")
+    assert out.code is Code.CONTENT_HELD and out.ok and out.detail == "贷款"
+    assert {m.state for m in messages(env)} == {"held"}
+    with env.engine.connect() as conn:
+        assert conn.execute(select(tables.submissions.c.state)).scalar() == "held"
+    assert balance(env) == 998      # billed on accept like any other; refunded if rejected
+
+
+async def test_words_added_to_the_table_apply_without_restart(env):
+    assert (await send(env, content="【测试】博彩")).code is Code.OK
+    words(env, "block", "博彩")
+    assert (await send(env, content="【测试】博 彩")).code is Code.CONTENT_BLOCKED
+
+
+# -- templates --------------------------------------------------------------------
+
+async def test_an_account_limited_to_templates_sends_only_those(env):
+    rules(env, templates_only=True, templates=["【测试】您的验证码是{code}，5分钟内有效"])
+    assert (await send(env, content="【测试】您的验证码是123456，5分钟内有效")).code is Code.OK
+    out = await send(env, content="【测试】来玩")
+    assert out.code is Code.NOT_WHITELISTED
+    assert len(messages(env)) == 1
+
+
+# -- blacklists ---------------------------------------------------------------------
+
+async def test_blacklisted_numbers_end_mbblack_unsent_and_unbilled(env):
+    bar(env, ["13900139000"])
+    bar(env, ["13700137000"], platform=True)
+    out = await send(env, to="13800138000,13900139000,13700137000")
+    assert out.code is Code.OK and out.data["cost"] == 1
+    assert out.data["phones"] == ["13800138000", "13900139000", "13700137000"]
+    by_phone = {m.phone: m for m in messages(env)}
+    assert by_phone["13800138000"].state == "queued"
+    for phone in ("13900139000", "13700137000"):
+        assert by_phone[phone].state == "failed" and by_phone[phone].status == "MBBLACK"
+        assert by_phone[phone].cost == 0
+    assert sorted(r["to"] for r in reports(env)) == ["13700137000", "13900139000"]
+    assert {r["carrier_status"] for r in reports(env)} == {"MBBLACK"}
+    assert balance(env) == 999 and env.events   # the notifier was woken for the reports
+
+
+async def test_another_accounts_blacklist_does_not_apply(env):
+    with env.engine.begin() as conn:
+        blacklist.add(conn, env.user["id"] + 1, ["13800138000"])
+    env.service.blacklist.invalidate()
+    await send(env)
+    assert messages(env)[0].state == "queued"
+
+
+# -- frequency ------------------------------------------------------------------------
+
+async def test_per_number_daily_limit_reports_disturb(env):
+    rules(env, per_number_daily=2)
+    for _ in range(3):
+        assert (await send(env, to="13800138000,13900139000" if _ == 2 else "13800138000")).ok
+    rows = messages(env)
+    assert [m.state for m in rows if m.phone == "13800138000"] == ["queued", "queued", "failed"]
+    assert rows[-2].status == "DISTURB" and rows[-2].cost == 0
+    assert rows[-1].phone == "13900139000" and rows[-1].state == "queued"
+    assert balance(env) == 997
+
+
+async def test_same_content_to_one_number_within_the_window_reports_disturb(env):
+    rules(env, same_content_minutes=10)
+    await send(env, content="【测试】同一句话")
+    await send(env, content="【测试】另一句话")
+    await send(env, content="【测试】同一句话")
+    assert [m.status for m in messages(env)] == [None, None, "DISTURB"]
+
+
+# -- limits ---------------------------------------------------------------------------
+
+async def test_messages_a_second_count_numbers_times_parts(env):
+    rules(env, mps=4)
+    too_big = await send(env, to="13800138000,13900139000,13700137000", content="【测试】" + "长" * 70)
+    assert too_big.code is Code.RATE_LIMITED          # 3 numbers x 2 parts = 6 > 4
+    assert (await send(env, to="13800138000,13900139000", content="【测试】" + "长" * 70)).ok
+    out = await send(env)
+    assert out.code is Code.RATE_LIMITED and "4 messages a second" in out.detail
+    await asyncio.sleep(0.3)                          # refilled 4/s x 0.3 s = 1.2
+    assert (await send(env)).ok
+
+
+async def test_concurrent_requests_of_an_account_are_capped(env):
+    rules(env, concurrency=2)
+    outs = await asyncio.gather(*(send(env) for _ in range(5)))
+    assert [o.code for o in outs].count(Code.OK) == 2
+    assert all(o.code is Code.TOO_MANY_CONCURRENT for o in outs if not o.ok)
+    # The slots are given back: the next request goes.
+    assert (await send(env)).ok
+    # A session front door is bounded by its window instead.
+    outs = await asyncio.gather(*(send(env, dialect="cmpp") for _ in range(5)))
+    assert all(o.ok for o in outs)
+
+
+async def test_monthly_quota(env):
+    rules(env, monthly_quota=3)
+    assert (await send(env, to="13800138000,13900139000")).ok
+    out = await send(env, to="13800138000,13900139000")
+    assert out.code is Code.QUOTA_EXCEEDED and "2 of 3" in out.detail
+    assert (await send(env)).ok
+    assert (await send(env)).code is Code.QUOTA_EXCEEDED
+
+
+async def test_platform_rules_apply_under_the_accounts_own(env):
+    rules(env, account=False, mps=1)
+    assert (await send(env, to="13800138000,13900139000")).code is Code.RATE_LIMITED
+    rules(env, mps=0)
+    assert (await send(env, to="13800138000,13900139000")).ok
+
+
+# -- time -------------------------------------------------------------------------
+
+def _hours_around(now: datetime, open_now: bool) -> str:
+    """An allowed-hours window that contains ``now`` or one that does not."""
+    if open_now:
+        start, end = now - timedelta(hours=1), now + timedelta(hours=2)
+    else:
+        start, end = now + timedelta(hours=2), now + timedelta(hours=4)
+    return f"{start:%H:%M}-{end:%H:%M}"
+
+
+async def test_allowed_hours_refuse_outside_and_check_the_scheduled_time(env):
+    now = datetime.now()
+    rules(env, allowed_hours=_hours_around(now, open_now=False))
+    out = await send(env)
+    assert out.code is Code.OUTSIDE_SEND_WINDOW
+    later = now + timedelta(hours=3)
+    assert (await send(env, schedule_at=to_ms(later))).ok
+    rules(env, allowed_hours=_hours_around(now, open_now=True))
+    assert (await send(env)).ok
+
+
+async def test_a_daily_window_makes_messages_wait_for_the_next_opening(env):
+    now = datetime.now().replace(microsecond=0)
+    start = (now + timedelta(hours=2)).replace(second=0)
+    window = (start.hour * 3600 + start.minute * 60, ((start.hour + 1) % 24) * 3600 + start.minute * 60)
+    out = await send(env, daily_window=window)
+    assert out.ok and out.data["scheduled_at"] is not None
+    due = messages(env)[0].due_at
+    assert due == to_ms(start)
+    with env.engine.connect() as conn:
+        assert conn.execute(select(tables.submissions.c.state)).scalar() == "scheduled"
+    # Inside the window: now.
+    inside = (now.hour * 3600, ((now.hour + 2) % 24) * 3600)
+    out = await send(env, daily_window=inside)
+    assert out.data["scheduled_at"] is None
+
+
+async def test_rules_off_cost_one_cached_lookup(env):
+    # With no rules set, nothing is read per request beyond the cache.
+    await send(env)
+    calls = []
+    real = env.service.rulebook.reader.connect
+    env.service.rulebook.reader.connect = lambda *a, **k: calls.append(1) or real(*a, **k)
+    try:
+        for _ in range(20):
+            await send(env)
+    finally:
+        env.service.rulebook.reader.connect = real
+    assert len(calls) <= 2
+    with env.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(tables.messages)).scalar() == 21
