@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 
+from hongyan.domain import source
 from hongyan.domain.clock import now_ms
 from hongyan.domain.outcomes import Code
 from hongyan.store.tables import (account_products, accounts, balances, ledger, orgs,
@@ -23,6 +24,8 @@ from hongyan.store.tables import (account_products, accounts, balances, ledger, 
 from . import secrets
 
 ACCOUNT_STATES = ("active", "locked", "expired", "disabled")
+# Stands in for the access code of a channel that has none (it is never a digit).
+_NO_CODE = "#"
 STATE_OUTCOME = {"locked": Code.ACCOUNT_LOCKED, "expired": Code.ACCOUNT_EXPIRED,
                  "disabled": Code.ACCOUNT_DISABLED}
 
@@ -217,22 +220,20 @@ class Directory:
     def route_mo(self, dest: str, access_code: str) -> tuple[Account | None, str]:
         """Which account an MO's destination number belongs to, and the rest of it (the extno).
 
-        The destination is the channel's access code + the account's extension +
-        the extension the request chose when it sent (``extno``). The longest
-        account extension that matches wins; if none matches, the one account
-        without an extension (if there is exactly one) takes it.
+        The rule is ``hongyan.domain.source.parse_mo_dest``: the channel's access
+        code, then the longest account extension, then the request extension;
+        the one account without an extension (if exactly one) takes replies to
+        no known extension. A destination that does not start with the
+        channel's access code belongs to no account.
         """
-        rest = dest[len(access_code):] if access_code and dest.startswith(access_code) else dest
         table = self.extensions()
-        best = None
-        for ext in table:
-            if ext and rest.startswith(ext) and (best is None or len(ext) > len(best)):
-                best = ext
-        if best is not None:
-            return self.by_id(table[best]), rest[len(best):]
-        if "" in table:
-            return self.by_id(table[""]), rest
-        return None, rest
+        if access_code:
+            route = source.parse_mo_dest(dest, (access_code,), table)
+        else:
+            # A channel without an access code sends from the extensions alone, so
+            # its replies' destinations are those: read them after an empty code.
+            route = source.parse_mo_dest(_NO_CODE + dest.strip(), (_NO_CODE,), table)
+        return (self.by_id(route.account) if route.account is not None else None), route.request_ext
 
     def invalidate(self, account_id: int | None = None) -> None:
         with self._lock:

@@ -5,6 +5,11 @@
   may or may not have taken them, and sending again is better than never. The
   message's ``note`` says so, and its ``attempts`` count shows it.
 - Reports that came before their submit answer was recorded are matched again.
+- Reports that never come: a message ``submitted`` longer than the report
+  timeout (setting ``report_timeout_hours``) is closed ``expired``, refunded
+  by the account's policy and reported (``Receiver.expire``). Every node runs
+  this; on PostgreSQL the batches are claimed with SKIP LOCKED, so two nodes
+  never expire the same message.
 """
 from __future__ import annotations
 
@@ -25,6 +30,10 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5
 DEAD_AFTER_MS = 20_000
+# Messages expired in one transaction, and at most this many transactions a
+# pass, so a large backlog drains over a few passes without holding up the writer.
+EXPIRE_BATCH = 1000
+EXPIRE_BATCHES_PER_PASS = 10
 REQUEUE_NOTE = "re-queued: the node that was submitting it stopped before the carrier's answer was recorded"
 
 
@@ -55,12 +64,31 @@ def requeue_orphans(conn: Connection, arg: tuple[int, bool]) -> int:
 
 class Maintenance:
     def __init__(self, writer: Writer, receiver: Receiver, node_id: int, *, on_requeued=None,
-                 on_events=None) -> None:
+                 on_events=None, report_timeout_hours: float = 72.0) -> None:
         self.writer = writer
         self.receiver = receiver
         self.node_id = node_id
         self.on_requeued = on_requeued
         self.on_events = on_events
+        self.report_timeout_ms = int(report_timeout_hours * 3600 * 1000)
+        self.expired = 0
+
+    async def expire_unreported(self) -> int:
+        """Close messages whose report did not come within the timeout; returns how many."""
+        done = 0
+        for _ in range(EXPIRE_BATCHES_PER_PASS):
+            n = await self.writer.run(
+                lambda conn, _: self.receiver.expire(conn, self.report_timeout_ms, EXPIRE_BATCH))
+            done += n
+            if n < EXPIRE_BATCH:
+                break
+        if done:
+            self.expired += done
+            log.info("expired %d messages whose report did not come within %.0f h",
+                     done, self.report_timeout_ms / 3_600_000)
+            if self.on_events:
+                self.on_events()
+        return done
 
     async def run(self) -> None:
         while True:
@@ -75,5 +103,6 @@ class Maintenance:
                 matched = await self.writer.run(lambda conn, _: self.receiver.retry_orphans(conn))
                 if matched and self.on_events:
                     self.on_events()
+                await self.expire_unreported()
             except Exception:  # noqa: BLE001
                 log.exception("maintenance pass failed")

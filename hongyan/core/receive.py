@@ -5,24 +5,34 @@ refund and its push-outbox row commit together or not at all.
 """
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from hongyan.channels.base import Inbound, Report
 from hongyan.domain.clock import iso, now_ms, to_ms
+from hongyan.domain.optout import DEFAULT_KEYWORDS, OptOut, normalise
 from hongyan.store.bulk import insert_rows, update_rows
 from hongyan.store.tables import (balances, carrier_ids, events, ledger, messages, mo,
                                   orphan_reports, submissions)
 
+from . import blacklist
 from .accounts import Directory
 from .notify import push_state_for
+from .rules import get_rules
 
 FINAL_STATES = ("delivered", "failed", "expired")
 EVENT_COLUMNS = ("account_id", "kind", "ref_id", "payload", "created_at", "push_state", "attempts", "next_at")
 DELIVERED = "DELIVRD"
+EXPIRED = "EXPIRED"
+MO_COLUMNS = ("account_id", "channel_id", "phone", "dest", "extno", "content", "received_at")
+# How far back a reply's extension is matched to the submission it answers.
+REPLY_WINDOW_MS = 7 * 24 * 3600 * 1000
+# How long an account's opt-out words and a reply route are reused without reading them again.
+RULES_TTL_S = 5.0
 _CHUNK = 1000
 _MESSAGE_COLUMNS = (messages.c.id, messages.c.account_id, messages.c.submission_id, messages.c.phone,
                     messages.c.parts, messages.c.parts_done, messages.c.cost, messages.c.refunded,
@@ -41,12 +51,17 @@ class Final:
     """A message that reached its final state, to be refunded and reported."""
     message_id: int
     state: str              # delivered | failed | expired
-    status: str             # the carrier's status text, or ours (REJECT, EXPIRED, CMPP:11, ...)
+    status: str             # the carrier's status text, or ours (REJECT, EXPIRED, CANCEL, CMPP:11, ...)
+    # Refund whatever the account's refund policy says: for messages that were
+    # never sent (cancelled), where keeping the money would charge for nothing.
+    always_refund: bool = False
 
 
 class Receiver:
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
+        self._optout_words: dict[int, tuple[float, OptOut]] = {}
+        self._last_dialect: dict[tuple[int, str], tuple[float, str | None]] = {}
 
     # -- finishing messages -------------------------------------------------
 
@@ -67,6 +82,8 @@ class Receiver:
                                       .where(messages.c.id.in_(chunk))).all():
                     rows[r.id] = r
         rows = [rows[mid] for mid in by_id if mid in rows]
+        if conn.dialect.name == "postgresql":
+            rows = self._lock_unfinished(conn, rows)
         updates, refunds, event_rows = [], defaultdict(int), []
         ledger_rows = []
         done_at = iso(now)
@@ -83,7 +100,7 @@ class Receiver:
             if acc is None:
                 acc = accounts_seen[account_id] = self.directory.by_id(account_id)
             refund = (f.state != "delivered" and cost > 0 and not refunded
-                      and acc is not None and acc.refund_policy == "failed")
+                      and (f.always_refund or (acc is not None and acc.refund_policy == "failed")))
             if refund:
                 refunds[balance_id] += cost
                 ledger_rows.append({"balance_id": balance_id, "kind": "refund", "amount": cost,
@@ -99,12 +116,32 @@ class Receiver:
             event_rows.append((account_id, "report", mid, payload, now, push_state_for(acc, "report", r[13]), 0, now))
         update_rows(conn, messages, ("state", "status", "done_at", "refunded"), "id = ?", updates)
         if refunds:
+            # In balance id order, as every writer does, so two nodes refunding
+            # into the same balances never wait on each other in a circle.
             conn.execute(update(balances).where(balances.c.id == bindparam("bid"))
                          .values(amount=balances.c.amount + bindparam("amt")),
-                         [{"bid": b, "amt": a} for b, a in refunds.items()])
+                         [{"bid": b, "amt": refunds[b]} for b in sorted(refunds)])
             conn.execute(insert(ledger), ledger_rows)
         insert_rows(conn, events, EVENT_COLUMNS, event_rows)
         return len(event_rows)
+
+    @staticmethod
+    def _lock_unfinished(conn: Connection, rows: list) -> list:
+        """The rows whose message is still unfinished, with those messages locked (PostgreSQL).
+
+        Rows were read without a lock, and another node may be finishing the
+        same messages at this moment (a report racing expiry or a cancel).
+        Locking them and reading their state again, in id order, makes the
+        first final state stand: the second finisher waits, then skips them,
+        so nothing is refunded or reported twice.
+        """
+        open_ids = sorted(r[0] for r in rows if r[8] not in FINAL_STATES)
+        still: set[int] = set()
+        for chunk in _chunks(open_ids):
+            still.update(conn.execute(
+                select(messages.c.id).where(messages.c.id.in_(chunk), messages.c.state.not_in(FINAL_STATES))
+                .order_by(messages.c.id).with_for_update()).scalars())
+        return [r for r in rows if r[0] in still]
 
     # -- reports ------------------------------------------------------------
 
@@ -195,29 +232,122 @@ class Receiver:
                          .values(attempts=orphan_reports.c.attempts + 1))
         return len(done_ids)
 
+    # -- reports that never come ------------------------------------------
+
+    def expire(self, conn: Connection, timeout_ms: int, limit: int = 1000, now: int | None = None) -> int:
+        """Close up to ``limit`` messages whose report never came. Returns how many.
+
+        A message ``submitted`` longer ago than ``timeout_ms`` ends ``expired``
+        with status ``EXPIRED``, refunded by the account's policy and reported
+        like any other final state. On PostgreSQL the batch is claimed with
+        ``FOR UPDATE SKIP LOCKED``, so nodes running this at once take
+        different messages; a report that comes later finds the message final
+        and changes nothing.
+        """
+        now = now or now_ms()
+        cutoff = now - timeout_ms
+        # due_at <= submitted_at always (a message is sent when due or later), so
+        # the due_at bound lets the (state, due_at) index find the candidates.
+        q = (select(*_MESSAGE_COLUMNS).select_from(_MESSAGE_JOIN)
+             .where(messages.c.state == "submitted", messages.c.due_at < cutoff,
+                    messages.c.submitted_at < cutoff)
+             .order_by(messages.c.due_at, messages.c.id).limit(limit))
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update(of=messages, skip_locked=True)
+        rows = {r.id: r for r in conn.execute(q).all()}
+        return self.finalize(conn, [Final(mid, "expired", EXPIRED) for mid in rows], now, rows)
+
     # -- MO -----------------------------------------------------------------
 
     def apply_mo(self, conn: Connection, items: list[tuple[Inbound, str]], now: int | None = None) -> int:
-        """Store MO and write an event for the account it belongs to.
+        """Store MO, act on opt-outs, and write an event for the account each belongs to.
 
         ``items`` pairs each MO with its channel's access code, which the
-        destination number starts with.
+        destination number starts with. The MO rows go in with one multi-row
+        insert and the events with another. A reply that is one of the
+        account's opt-out words (rule ``optout_words``) puts its sender on the
+        account's blacklist in this same transaction, and its event says
+        ``"optout": true``. Returns the events written.
         """
         now = now or now_ms()
-        written = 0
+        if not items:
+            return 0
+        routed = []
         for inbound, access_code in items:
             account, extno = self.directory.route_mo(inbound.dest, access_code)
             received = to_ms(inbound.received_at) if inbound.received_at else now
-            mo_id = conn.execute(insert(mo).values(
-                account_id=account.id if account else None, channel_id=inbound.channel_id,
-                phone=inbound.phone, dest=inbound.dest, extno=extno, content=inbound.text,
-                received_at=received)).inserted_primary_key[0]
+            routed.append((inbound, account, extno, received))
+        mo_ids = self._insert_mo(conn, [
+            (account.id if account else None, inbound.channel_id, inbound.phone, inbound.dest, extno,
+             inbound.text, received) for inbound, account, extno, received in routed])
+        via = self._mo_dialects(conn, {(a.id, extno) for _, a, extno, _ in routed if a is not None}, now)
+        event_rows = []
+        for mo_id, (inbound, account, extno, received) in zip(mo_ids, routed):
             if account is None:
-                continue
+                continue  # kept unrouted for an operator to look at
+            optout = self._optout(conn, account.id).is_optout(inbound.text)
+            if optout:
+                blacklist.add(conn, account.id, [inbound.phone], reason="optout",
+                              note=f"mo {mo_id}: {inbound.text}"[:500])
             payload = {"mo_id": mo_id, "from": inbound.phone, "to": inbound.dest, "extno": extno,
-                       "content": inbound.text, "received_at": iso(received)}
-            conn.execute(insert(events).values(
-                account_id=account.id, kind="mo", ref_id=mo_id, payload=orjson.dumps(payload).decode(),
-                created_at=now, push_state=push_state_for(account, "mo"), attempts=0, next_at=now))
-            written += 1
-        return written
+                       "content": inbound.text, "received_at": iso(received), "optout": optout}
+            event_rows.append((account.id, "mo", mo_id, orjson.dumps(payload).decode(), now,
+                               push_state_for(account, "mo", via.get((account.id, extno))), 0, now))
+        insert_rows(conn, events, EVENT_COLUMNS, event_rows)
+        return len(event_rows)
+
+    @staticmethod
+    def _insert_mo(conn: Connection, rows: list[tuple]) -> list[int]:
+        """Insert MO rows (``MO_COLUMNS`` order) in one statement per chunk; their ids, in order."""
+        if conn.dialect.name == "sqlite":
+            # SQLite does not promise RETURNING's row order, and SQLAlchemy would
+            # then insert row by row. The writer holds the database's write lock
+            # (BEGIN IMMEDIATE), so the new rows take the ids after the largest.
+            first = (conn.execute(select(func.max(mo.c.id))).scalar() or 0) + 1
+            insert_rows(conn, mo, MO_COLUMNS, rows)
+            last = conn.execute(select(func.max(mo.c.id))).scalar()
+            if last != first + len(rows) - 1:
+                raise RuntimeError(f"MO ids {first}..{last} for {len(rows)} rows: another writer inserted MO")
+            return list(range(first, last + 1))
+        return list(conn.execute(insert(mo).returning(mo.c.id, sort_by_parameter_order=True),
+                                 [dict(zip(MO_COLUMNS, r)) for r in rows]).scalars())
+
+    def _optout(self, conn: Connection, account_id: int) -> OptOut:
+        """The account's opt-out words (rule ``optout_words``), cached for a few seconds."""
+        hit = self._optout_words.get(account_id)
+        if hit is not None and time.monotonic() - hit[0] < RULES_TTL_S:
+            return hit[1]
+        # Rules are checked when set; a word that is only punctuation is dropped
+        # here anyway, since a bad setting must never stop replies being received.
+        matcher = OptOut([w for w in getattr(get_rules(conn, account_id), 'optout_words', DEFAULT_KEYWORDS) if normalise(w)])
+        self._optout_words[account_id] = (time.monotonic(), matcher)
+        return matcher
+
+    def _mo_dialects(self, conn: Connection, keys: set[tuple[int, str]], now: int) -> dict[tuple[int, str], str]:
+        """The front door each (account, request extension) last sent by, within ``REPLY_WINDOW_MS``.
+
+        A reply goes back the way its message went out: a customer that sends
+        over a CMPP or SMPP session gets the replies to that extension as
+        DELIVERs on its session (``push_state_for``). One indexed query per
+        pair not seen in the last ``RULES_TTL_S`` seconds.
+        """
+        out: dict[tuple[int, str], str] = {}
+        mono = time.monotonic()
+        for key in keys:
+            hit = self._last_dialect.get(key)
+            if hit is not None and mono - hit[0] < RULES_TTL_S:
+                if hit[1] is not None:
+                    out[key] = hit[1]
+                continue
+            account_id, extno = key
+            dialect = conn.execute(
+                select(submissions.c.dialect)
+                .where(submissions.c.account_id == account_id, submissions.c.extno == extno,
+                       submissions.c.created_at >= now - REPLY_WINDOW_MS)
+                .order_by(submissions.c.created_at.desc()).limit(1)).scalar()
+            if len(self._last_dialect) >= 10_000:
+                self._last_dialect.clear()
+            self._last_dialect[key] = (mono, dialect)
+            if dialect is not None:
+                out[key] = dialect
+        return out
