@@ -1,0 +1,108 @@
+"""Opt-out replies (退订): the sender goes on the account's blacklist with the MO, and the event says so."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import orjson
+import pytest
+from sqlalchemy import select
+
+from hongyan.channels.base import Inbound
+from hongyan.core import accounts as acc
+from hongyan.core import blacklist
+from hongyan.core.accounts import Directory
+from hongyan.core.receive import Receiver
+from hongyan.core.secrets import Cipher
+from hongyan.store import tables
+from hongyan.store.db import migrate
+from tests.helpers import engines
+
+WHEN = datetime(2026, 12, 2, 10, 0, tzinfo=timezone.utc)
+ACCESS = "1069000"
+
+
+@pytest.fixture
+def env(settings):
+    url = settings.resolved_database_url()
+    migrate(url)
+    engine, reader = engines(url)
+    cipher = Cipher(settings.secret_key)
+    with engine.begin() as conn:
+        acc.create_org(conn, "200001")
+        alice = acc.create_account(conn, cipher, org_code="200001", username="alice", extension="12")[0]
+        bob = acc.create_account(conn, cipher, org_code="200001", username="bob", extension="34")[0]
+    directory = Directory(reader, cipher)
+    yield engine, Receiver(directory), {"alice": alice, "bob": bob}
+    engine.dispose()
+    reader.dispose()
+
+
+def reply(phone: str, text: str, ext: str = "12") -> tuple[Inbound, str]:
+    return Inbound(1, phone, ACCESS + ext, text, WHEN), ACCESS
+
+
+def listed(engine, account_id: int) -> dict[str, dict]:
+    with engine.connect() as conn:
+        return {r["phone"]: r for r in blacklist.list_(conn, account_id)}
+
+
+def mo_payloads(engine) -> list[dict]:
+    with engine.connect() as conn:
+        return [orjson.loads(r.payload) for r in conn.execute(
+            select(tables.events.c.payload).where(tables.events.c.kind == "mo").order_by(tables.events.c.id))]
+
+
+@pytest.mark.parametrize("text", ["TD", "退订", "T", "td。", "【退订】", "Ｔ Ｄ", "STOP"])
+def test_an_optout_reply_blacklists_the_sender_for_that_account(env, text):
+    engine, receiver, ids = env
+    with engine.begin() as conn:
+        assert receiver.apply_mo(conn, [reply("13800138000", text)]) == 1
+    entries = listed(engine, ids["alice"])
+    assert list(entries) == ["13800138000"]
+    with engine.connect() as conn:
+        (mo_row,) = conn.execute(select(tables.mo)).all()
+    assert entries["13800138000"]["reason"] == "optout"
+    assert entries["13800138000"]["note"] == f"mo {mo_row.id}: {text}"
+    (payload,) = mo_payloads(engine)
+    assert payload["optout"] is True and payload["mo_id"] == mo_row.id and payload["content"] == text
+    # Only the account that was answered: bob still may send to the number.
+    assert listed(engine, ids["bob"]) == {} and listed(engine, blacklist.GLOBAL) == {}
+
+
+@pytest.mark.parametrize("text", ["Thanks, got it", "T.T", "好的", "退订怎么操作？", "回复 TD【公司】", "TDD"])
+def test_an_ordinary_reply_does_not(env, text):
+    engine, receiver, ids = env
+    with engine.begin() as conn:
+        receiver.apply_mo(conn, [reply("13800138000", text)])
+    assert listed(engine, ids["alice"]) == {}
+    (payload,) = mo_payloads(engine)
+    assert payload["optout"] is False
+
+
+def test_a_batch_with_optouts_and_repeats(env):
+    engine, receiver, ids = env
+    with engine.begin() as conn:
+        receiver.apply_mo(conn, [reply("13800138000", "TD"), reply("13900139000", "你好"),
+                                 reply("13800138000", "退订"), reply("13700137000", "T", ext="34")])
+    assert list(listed(engine, ids["alice"])) == ["13800138000"]   # once, though asked twice
+    assert list(listed(engine, ids["bob"])) == ["13700137000"]
+    assert [p["optout"] for p in mo_payloads(engine)] == [True, False, True, True]
+
+
+def test_blacklisting_shares_the_mos_transaction(env):
+    engine, receiver, ids = env
+    with pytest.raises(RuntimeError):
+        with engine.begin() as conn:
+            receiver.apply_mo(conn, [reply("13800138000", "TD")])
+            raise RuntimeError("the batch fails after the MO was written")
+    assert listed(engine, ids["alice"]) == {}
+    with engine.connect() as conn:
+        assert conn.execute(select(tables.mo)).all() == []
+
+
+def test_an_unrouted_optout_blacklists_nobody(env):
+    engine, receiver, _ = env
+    with engine.begin() as conn:
+        assert receiver.apply_mo(conn, [reply("13800138000", "TD", ext="99")]) == 0
+    with engine.connect() as conn:
+        assert blacklist.list_(conn) == []
