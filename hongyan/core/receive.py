@@ -14,7 +14,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, upda
 
 from hongyan.channels.base import Inbound, Report
 from hongyan.domain.clock import iso, now_ms, to_ms
-from hongyan.domain.optout import DEFAULT_KEYWORDS, OptOut, normalise
+from hongyan.domain.optout import OptOut, normalise
 from hongyan.store.bulk import insert_rows, update_rows
 from hongyan.store.tables import (balances, carrier_ids, events, ledger, messages, mo,
                                   orphan_reports, submissions)
@@ -319,7 +319,7 @@ class Receiver:
             return hit[1]
         # Rules are checked when set; a word that is only punctuation is dropped
         # here anyway, since a bad setting must never stop replies being received.
-        matcher = OptOut([w for w in getattr(get_rules(conn, account_id), 'optout_words', DEFAULT_KEYWORDS) if normalise(w)])
+        matcher = OptOut([w for w in get_rules(conn, account_id).optout_words if normalise(w)])
         self._optout_words[account_id] = (time.monotonic(), matcher)
         return matcher
 

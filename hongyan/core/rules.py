@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from hongyan.core.accounts import AdminError
 from hongyan.domain.clock import now_ms
+from hongyan.domain.optout import DEFAULT_KEYWORDS, OptOut
 from hongyan.domain.templates import Template, TemplateSet
 from hongyan.domain.windows import BadWindow, parse_hours
 from hongyan.domain.words import WordList
@@ -36,6 +37,8 @@ class RuleSettings:
     per_number_daily: int = 0          # messages to one number a day; 0 = no limit
     same_content_minutes: int = 0      # the same text to one number at most once in this many minutes
     allowed_hours: str = ""            # "" = any time, else e.g. "08-21" or "08:30-21:00"
+    # Replies that unsubscribe (domain.optout): their sender goes on the account's blacklist; () = none.
+    optout_words: tuple[str, ...] = DEFAULT_KEYWORDS
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -113,7 +116,16 @@ def _templates(items) -> tuple[str, ...]:
     return out
 
 
-_CHECK_LIST = {"signatures": _signatures, "templates": _templates}
+def _optout_words(items) -> tuple[str, ...]:
+    out = _strip(items)
+    try:
+        OptOut(out)
+    except ValueError as exc:
+        raise AdminError(f"optout_words: {exc}") from None
+    return out
+
+
+_CHECK_LIST = {"signatures": _signatures, "templates": _templates, "optout_words": _optout_words}
 
 
 def _row(conn: Connection, account_id: int) -> dict[str, Any]:

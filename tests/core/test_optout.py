@@ -10,9 +10,11 @@ from sqlalchemy import select
 from hongyan.channels.base import Inbound
 from hongyan.core import accounts as acc
 from hongyan.core import blacklist
-from hongyan.core.accounts import Directory
+from hongyan.core.accounts import AdminError, Directory
 from hongyan.core.receive import Receiver
+from hongyan.core.rules import get_rules, set_rules
 from hongyan.core.secrets import Cipher
+from hongyan.domain.optout import DEFAULT_KEYWORDS
 from hongyan.store import tables
 from hongyan.store.db import migrate
 from tests.helpers import engines
@@ -106,3 +108,34 @@ def test_an_unrouted_optout_blacklists_nobody(env):
         assert receiver.apply_mo(conn, [reply("13800138000", "TD", ext="99")]) == 0
     with engine.connect() as conn:
         assert blacklist.list_(conn) == []
+
+
+def test_the_words_are_the_accounts_rule(env):
+    engine, receiver, ids = env
+    with engine.begin() as conn:
+        set_rules(conn, ids["alice"], optout_words="QX, 取消")
+        set_rules(conn, ids["bob"], optout_words="")       # bob's replies never unsubscribe
+    with engine.begin() as conn:
+        receiver.apply_mo(conn, [reply("13800138000", "TD"), reply("13900139000", "qx!"),
+                                 reply("13700137000", "TD", ext="34")])
+    assert list(listed(engine, ids["alice"])) == ["13900139000"]
+    assert listed(engine, ids["bob"]) == {}
+    assert [p["optout"] for p in mo_payloads(engine)] == [False, True, False]
+
+
+def test_the_platform_words_apply_under_the_accounts(env):
+    engine, receiver, ids = env
+    with engine.begin() as conn:
+        set_rules(conn, 0, optout_words=["解除"])
+        assert get_rules(conn, ids["bob"]).optout_words == ("解除",)
+    with engine.begin() as conn:
+        receiver.apply_mo(conn, [reply("13700137000", "解除", ext="34"), reply("13700137001", "TD", ext="34")])
+    assert list(listed(engine, ids["bob"])) == ["13700137000"]
+
+
+def test_a_word_without_a_letter_or_digit_is_refused(env):
+    engine, _, ids = env
+    with engine.begin() as conn:
+        with pytest.raises(AdminError, match="optout_words"):
+            set_rules(conn, ids["alice"], optout_words=["TD", "!!"])
+        assert get_rules(conn, ids["alice"]).optout_words == DEFAULT_KEYWORDS
