@@ -55,12 +55,15 @@ def submits(smsc) -> list[dict]:
 async def test_bind_submit_receipt_acked(smsc, channel):
     ch, rec = await channel()
     await until(lambda: ch.connected, what="bound to node SMSC")
+    # node's stdout runs behind the socket: wait for its lines, not only for Hongyan's side.
+    await until(lambda: smsc.of("bind_transceiver"), what="bind seen by node")
     (bind,) = smsc.of("bind_transceiver")
     assert bind["pdu"]["system_id"] == "hongyan" and bind["pdu"]["interface_version"] == 0x34
 
     ch.send([Outbound(1, "13800000001", "hello node", source="106912")])
     await until(lambda: rec.sent and rec.reports, what="submit_sm_resp and receipt")
     assert rec.sent[1] == ["NS5000"]
+    await until(lambda: submits(smsc), what="submit_sm seen by node")
     (pdu,) = submits(smsc)
     assert (pdu["destination_addr"], pdu["source_addr"]) == ("13800000001", "106912")
     assert pdu["short_message"]["message"] == "hello node" and pdu["registered_delivery"] == 1
@@ -79,6 +82,7 @@ async def test_long_sms_read_by_node(smsc, channel, mode):
     await until(lambda: ch.connected, what="bound")
     ch.send([Outbound(2, "13800000002", LONG_CN)])
     await until(lambda: rec.sent, what="long SMS accepted")
+    await until(lambda: len(submits(smsc)) == (1 if mode == "payload" else 3), what="parts seen by node")
     pdus = submits(smsc)
     if mode == "payload":
         (pdu,) = pdus
