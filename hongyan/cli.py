@@ -610,8 +610,10 @@ def _register_optional() -> None:
     from hongyan.bench import bench_command
     from hongyan.sink import sink_command
     from hongyan.console.cli import operator_group
+    from hongyan.cli_submissions import submission_group
 
     main.add_command(bench_command, "bench")
+    main.add_command(submission_group, "submission")
     main.add_command(sink_command, "sink")
     main.add_command(operator_group, "operator")
 

@@ -44,6 +44,12 @@ class Settings:
     push_batch: int = 500
     push_timeout: float = 10.0
     push_max_attempts: int = 20          # back-off 1 s doubling to 10 min: about a day and a half
+    # Session front doors for customers (role api). Port 0 picks a free port
+    # (shown in /healthz); a negative port, or none, turns that server off.
+    server_host: str = "0.0.0.0"
+    cmpp_server_port: int | None = 7890
+    server_max_sessions: int = 4         # logged-in sessions per account, per server
+    server_idle_timeout: float = 180.0   # seconds without a PDU (ACTIVE_TEST counts) before a session is closed
     config_path: str = ""
 
     @property
@@ -52,6 +58,11 @@ class Settings:
 
     def has_role(self, role: str) -> bool:
         return "all" in self.roles or role in self.roles
+
+    @staticmethod
+    def listen_port(port: int | None) -> int | None:
+        """A session server's port as configured: None when that server is off."""
+        return None if port is None or port < 0 else port
 
     def resolved_database_url(self) -> str:
         """Relative SQLite paths are taken from the config file's folder."""
@@ -63,6 +74,10 @@ class Settings:
             path.parent.mkdir(parents=True, exist_ok=True)
             url = prefix + str(path)
         return url
+
+
+# What an environment variable says to turn an optional setting (a server's port) off.
+_NONE_WORDS = ("", "none", "null", "off")
 
 
 def _coerce(value: str, current: Any) -> Any:
@@ -88,10 +103,14 @@ def load(path: str | None = None, **overrides: Any) -> Settings:
             if key in names:
                 setattr(settings, key, value)
         settings.config_path = str(Path(path).resolve())
+    optional = {f.name for f in dataclasses.fields(Settings) if "None" in str(f.type)}
     for name in names:
         env = os.environ.get("HONGYAN_" + name.upper())
         if env is not None:
-            setattr(settings, name, _coerce(env, getattr(settings, name)))
+            if name in optional and env.strip().lower() in _NONE_WORDS:
+                setattr(settings, name, None)
+            else:
+                setattr(settings, name, _coerce(env, getattr(settings, name)))
     for key, value in overrides.items():
         if value is not None:
             setattr(settings, key, value)

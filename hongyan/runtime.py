@@ -26,6 +26,8 @@ from hongyan.core.receive import Receiver
 from hongyan.core.recorder import Recorder
 from hongyan.core.routing import Router
 from hongyan.core.secrets import Cipher
+from hongyan.servers import Outbox
+from hongyan.servers.session import SessionServer
 from hongyan.store import tables
 from hongyan.store.db import make_engine, migrate
 from hongyan.store.writer import Writer
@@ -56,6 +58,10 @@ class Runtime:
         self.recorder: Recorder | None = None
         self.notifier: Notifier | None = None
         self.simulator = None
+        # Customers' CMPP (and SMPP) sessions, and the outbox that hands their
+        # reports and MO to them (role api).
+        self.outbox = Outbox(self.writer)
+        self.servers: dict[str, SessionServer] = {}
         self._tasks: list[asyncio.Task] = []
 
     def _accepted(self, submission_id: int, content: str, extno: str, product_id: int | None,
@@ -72,6 +78,7 @@ class Runtime:
     def _events(self) -> None:
         if self.notifier is not None:
             self.notifier.wake()
+        self.outbox.wake()
 
     async def start(self) -> None:
         s = self.settings
@@ -98,8 +105,25 @@ class Runtime:
             from hongyan.dialects import push_formats
             self.notifier.formats.update(push_formats())
             self._spawn(self.notifier.run())
+        if s.has_role("api"):
+            await self._start_servers()
         self._spawn(Maintenance(self.writer, self.receiver, self.node_id, on_requeued=self._requeued,
                                 on_events=self._events).run())
+
+    async def _start_servers(self) -> None:
+        """The session front doors the settings ask for, and the outbox that feeds them."""
+        s = self.settings
+        port = s.listen_port(s.cmpp_server_port)
+        if port is not None:
+            from hongyan.servers.cmpp import CmppServer
+
+            server = CmppServer(self.accept, self.directory, self.outbox, host=s.server_host, port=port,
+                                max_sessions=s.server_max_sessions, idle_timeout=s.server_idle_timeout,
+                                gateway_code=self.node_id)
+            await server.start()
+            self.servers["cmpp"] = server
+        if self.servers:
+            self._spawn(self.outbox.run())
 
     def _spawn(self, *coros) -> None:
         for coro in coros:
@@ -140,6 +164,13 @@ class Runtime:
             await channel.start()
 
     async def stop(self) -> None:
+        # Customers' sessions first: what they acknowledged is written while the writer runs.
+        for name, server in list(self.servers.items()):
+            try:
+                await asyncio.wait_for(server.stop(), 10)
+            except Exception:  # noqa: BLE001
+                log.exception("stopping the %s server", name)
+        self.servers.clear()
         for ch in self.router.channels():
             try:
                 await asyncio.wait_for(ch.stop(), 10)
@@ -173,6 +204,7 @@ class Runtime:
                          "backlog": self.recorder.backlog() if self.recorder else 0},
             "pushed": self.notifier.pushed if self.notifier else 0,
             "push_failures": self.notifier.failures if self.notifier else 0,
+            "servers": {name: server.stats() for name, server in self.servers.items()},
             "channels": [{"id": ch.id, "name": ch.config.name, "protocol": ch.config.protocol,
                           "connected": ch.connected, "queued": ch.queued()} for ch in self.router.channels()],
         }

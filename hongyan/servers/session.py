@@ -32,6 +32,7 @@ LOW_WATER = 64 * 1024
 # Requests being accepted at once per session; past this the session stops
 # reading until some are answered (TCP then pushes back on the customer).
 MAX_IN_FLIGHT = 256
+SWEEP_EVERY = 5.0                # seconds between looks for idle sessions and other housekeeping
 
 
 class SessionServer:
@@ -66,8 +67,7 @@ class SessionServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self.make_session, self.host, self._port)
-        if self.idle_timeout and self.idle_timeout > 0:
-            self._sweeper = asyncio.create_task(self._sweep())
+        self._sweeper = asyncio.create_task(self._sweep())
         log.info("%s server listening on %s:%d", self.name, self.host, self.port)
 
     async def stop(self) -> None:
@@ -79,6 +79,12 @@ class SessionServer:
             self._sweeper = None
         for s in list(self.sessions):
             s.close()
+        # connection_lost runs on a later turn of the loop; it hands back what
+        # each session had unanswered, which flush() below then writes.
+        for _ in range(100):
+            if not self.sessions:
+                break
+            await asyncio.sleep(0.01)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -154,13 +160,20 @@ class SessionServer:
 
     # -- idle sessions --------------------------------------------------------
     async def _sweep(self) -> None:
-        every = max(0.05, min(self.idle_timeout / 4, 10.0))
+        idle = self.idle_timeout if self.idle_timeout and self.idle_timeout > 0 else None
+        every = max(0.05, min(idle / 4, SWEEP_EVERY)) if idle else SWEEP_EVERY
         while True:
             await asyncio.sleep(every)
-            cutoff = time.monotonic() - self.idle_timeout
-            for s in [s for s in self.sessions if s.last_seen < cutoff]:
-                log.info("%s server: closing %s, silent for %.0f s", self.name, s.who(), self.idle_timeout)
-                s.idle_close()
+            now = time.monotonic()
+            for s in list(self.sessions):
+                if idle and s.last_seen < now - idle:
+                    log.info("%s server: closing %s, silent for %.0f s", self.name, s.who(), idle)
+                    s.idle_close()
+                    continue
+                try:
+                    s.tick(now)
+                except Exception:  # noqa: BLE001 - one session's housekeeping must not stop the others'
+                    log.exception("%s server: housekeeping of %s failed", self.name, s.who())
 
 
 class Session(asyncio.Protocol):
@@ -174,6 +187,7 @@ class Session(asyncio.Protocol):
         self.last_seen = time.monotonic()
         # request sequence id -> outbox event id, for PDUs sent and not yet answered
         self.awaiting: dict[int, int] = {}
+        self._pdus_left: dict[int, int] = {}     # event id -> its PDUs not yet answered
         self.in_flight = 0
         self._write_paused = False
         self._read_paused = False
@@ -181,9 +195,16 @@ class Session(asyncio.Protocol):
         self.tasks: set[asyncio.Task] = set()
 
     # -- what a protocol supplies ----------------------------------------------
-    def encode_event(self, item: dict) -> tuple[int, bytes]:
-        """One outbox item (a report or an MO) as a PDU: (its sequence id, its bytes)."""
+    def encode_event(self, item: dict) -> tuple[list[int], bytes]:
+        """One outbox item (a report or an MO) as PDUs: (their sequence ids, their bytes).
+
+        An item may take several PDUs (a long MO as UDH parts); it is done when
+        the customer has acknowledged every one of them.
+        """
         raise NotImplementedError
+
+    def tick(self, now: float) -> None:
+        """Periodic housekeeping (``now`` is time.monotonic()); nothing by default."""
 
     def idle_close(self) -> None:
         """Close a session that has been silent too long (a protocol may say goodbye first)."""
@@ -210,8 +231,9 @@ class Session(asyncio.Protocol):
         if self.awaiting:
             # Sent but not acknowledged: the outbox offers them again, on this
             # account's next session.
-            ids = list(self.awaiting.values())
+            ids = list(dict.fromkeys(self.awaiting.values()))
             self.awaiting.clear()
+            self._pdus_left.clear()
             self.server.release(ids)
 
     def pause_writing(self) -> None:
@@ -309,13 +331,16 @@ class Session(asyncio.Protocol):
                 unsent.append(item["id"])
                 continue
             try:
-                seq, pdu = self.encode_event(item)
+                seqs, pdu = self.encode_event(item)
             except Exception:  # noqa: BLE001 - one unencodable event must not stop the others
                 log.exception("%s server: cannot encode event %s for %s", self.server.name,
                               item.get("id"), self.who())
                 unsent.append(item["id"])
                 continue
-            self.awaiting[seq] = item["id"]
+            for seq in seqs:
+                self.awaiting[seq] = item["id"]
+            if len(seqs) > 1:
+                self._pdus_left[item["id"]] = len(seqs)
             out.append(pdu)
         if out:
             self.write(b"".join(out))
@@ -331,11 +356,22 @@ class Session(asyncio.Protocol):
         if event_id is None:
             return
         if accepted:
+            left = self._pdus_left.get(event_id)
+            if left is not None:
+                if left > 1:
+                    self._pdus_left[event_id] = left - 1
+                    return
+                del self._pdus_left[event_id]
             self.server.ack(event_id)
             if len(self.awaiting) == self.server.window - 1:
                 self.server.outbox.wake()
-        else:
-            if retry_after:
-                self._hold_until = time.monotonic() + retry_after
-                asyncio.get_running_loop().call_later(retry_after, self.server.outbox.wake)
-            self.server.release([event_id])
+            return
+        # Not taken: the whole event goes back, and its other PDUs no longer count.
+        if event_id in self._pdus_left:
+            del self._pdus_left[event_id]
+            for seq in [q for q, e in self.awaiting.items() if e == event_id]:
+                del self.awaiting[seq]
+        if retry_after:
+            self._hold_until = time.monotonic() + retry_after
+            asyncio.get_running_loop().call_later(retry_after, self.server.outbox.wake)
+        self.server.release([event_id])
