@@ -338,6 +338,10 @@ async def balance(request: Request):
 _SUBMIT_FAILURE = re.compile(r"^(CMPP:\d+|ENCODE|LINK|STOPPED)$")
 
 
+# Statuses the platform itself gives, in the document's own words (4.5).
+_OWN_STATUS = {"DISTURB": "KX:4000"}   # "同样内容，特定时间段下行次数限制"
+
+
 def report_status(item: dict) -> str:
     """2.5: "0 代表成功，非 0 代表失败": 0, the carrier's own status, or KX:1000."""
     if item.get("status") == "delivered":
@@ -345,7 +349,7 @@ def report_status(item: dict) -> str:
     carrier = item.get("carrier_status") or ""
     if not carrier or _SUBMIT_FAILURE.match(carrier):
         return "KX:1000"
-    return carrier
+    return _OWN_STATUS.get(carrier, carrier)
 
 
 class K1680Push(PushFormat):

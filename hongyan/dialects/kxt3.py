@@ -28,6 +28,7 @@ from starlette.responses import Response
 from hongyan.core.accept import SendRequest
 from hongyan.core.accounts import Account, balances_of
 from hongyan.core.notify import PushFormat, PushRequest
+from hongyan.domain import windows
 from hongyan.domain.clock import now_ms, to_ms
 from hongyan.domain.outcomes import Code, Outcome
 from hongyan.store.tables import kxt3_timestamps
@@ -157,10 +158,20 @@ def _schedule(at_time: str) -> int | None:
         raise Refused(Code.INVALID_SCHEDULE) from None
 
 
-def _daily(value: str) -> None:
-    # The daily window's format is checked; the window itself is not enforced.
-    if value and not _DAILY.fullmatch(value):
-        raise Refused(Code.INVALID_SEND_WINDOW)
+def _daily(begin: str, end: str) -> tuple[int, int] | None:
+    """The daily send window (3.1, HH:mm:ss each, either may be left out)."""
+    for value in (begin, end):
+        if value and not _DAILY.fullmatch(value):
+            raise Refused(Code.INVALID_SEND_WINDOW)
+    if not begin and not end:
+        return None
+    try:
+        start = windows.clock_seconds(begin) if begin else 0
+        # 23:59:59 is the latest end the document allows: the window runs to the end of that second.
+        stop = windows.clock_seconds(end) + 1 if end else windows.DAY_S
+    except windows.BadWindow:
+        raise Refused(Code.INVALID_SEND_WINDOW) from None
+    return start, stop  # a begin after the end is a window over midnight
 
 
 # -- timestamps: each accepted once per account ----------------------------------
@@ -233,10 +244,9 @@ async def send_sm(request: Request, doc: dict) -> Response:
     if not isinstance(content, str):
         raise Refused(Code.INVALID_PARAMETER)
     schedule = _schedule(_optional(doc, "atTime"))
-    _daily(_optional(doc, "dailyBeginTime"))
-    _daily(_optional(doc, "dailyEndTime"))
+    daily = _daily(_optional(doc, "dailyBeginTime"), _optional(doc, "dailyEndTime"))
     outcome: Outcome = await runtime(request).accept.send(SendRequest(
-        account=acc, to=mobiles, content=content, schedule_at=schedule, dialect="kxt3",
+        account=acc, to=mobiles, content=content, schedule_at=schedule, daily_window=daily, dialect="kxt3",
         client_ip=request.client.host if request.client else None,
         max_recipients=MAX_RECIPIENTS, max_length=MAX_LENGTH))
     if not outcome.ok:

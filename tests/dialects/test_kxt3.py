@@ -391,6 +391,27 @@ async def test_340_daily_window_format(kx):
     assert state(r) == 0
 
 
+async def test_daily_window_outside_waits_for_the_next_opening(kx):
+    now = datetime.now().replace(microsecond=0)
+    opens = now + timedelta(hours=2)
+    closes = now + timedelta(hours=3)
+    r = await call(kx, "sendSm", send_doc(kx, dailyBeginTime=opens.strftime("%H:%M:%S"),
+                                          dailyEndTime=closes.strftime("%H:%M:%S")))
+    assert state(r) == 0
+    with kx.rt.engine.connect() as conn:
+        sub = conn.execute(select(tables.submissions)).one()
+        due = conn.execute(select(tables.messages.c.due_at)).scalar_one()
+    assert sub.state == "scheduled" and due == sub.scheduled_at
+    assert datetime.fromtimestamp(due / 1000) == opens
+    # Inside the window: sent now.
+    r = await call(kx, "sendSm", send_doc(kx, dailyBeginTime=(now - timedelta(hours=1)).strftime("%H:%M:%S"),
+                                          dailyEndTime=(now + timedelta(hours=1)).strftime("%H:%M:%S")))
+    assert state(r) == 0
+    with kx.rt.engine.connect() as conn:
+        states = conn.execute(select(tables.submissions.c.state).order_by(tables.submissions.c.id)).scalars().all()
+    assert states == ["scheduled", "accepted"]
+
+
 async def test_400_balance(kx):
     with kx.rt.engine.begin() as conn:
         acc.topup(conn, acc.owner_of(conn, UID), -999)

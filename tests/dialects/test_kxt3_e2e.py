@@ -42,7 +42,7 @@ async def test_send_report_and_reply_cycle(stack):
     ts = datetime.now().strftime("%Y%m%d%H%M%S") + "0001"
     message = {"cid": "200001", "uid": "alice", "pwd": hashlib.md5((stack.user["secret"] + ts).encode()).hexdigest(),
                "timestamp": ts, "mobiles": ["13708600860", "18930612517"], "content": "【公司】周末参加不了培训了",
-               "atTime": "", "dailyBeginTime": "08:00:00", "dailyEndTime": "18:00:00"}
+               "atTime": "", "dailyBeginTime": "00:00:00", "dailyEndTime": "23:59:59"}
     async with httpx.AsyncClient(base_url=stack.base) as client:
         r = await client.post("/webservice/http/service",
                               data={"op": "sendSm", "message": json.dumps(message, ensure_ascii=False)})
