@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from hongyan.core.accept import SendRequest
 from hongyan.core.accounts import Account, balances_of
+from hongyan.core.cancel import cancel
 from hongyan.core.notify import poll
 from hongyan.domain.clock import iso, to_ms
 from hongyan.domain.outcomes import Code, Outcome, fail
@@ -186,6 +187,20 @@ async def get_submission(submission_id: int, request: Request, caller: Caller,
             "recipients": sub.recipients, "parts": sub.parts, "cost": sub.cost, "state": sub.state,
             "scheduled_at": iso(sub.scheduled_at), "created_at": iso(sub.created_at),
             "states": counts, "messages": [_message_view(r) for r in rows]}
+
+
+@router.post("/submissions/{submission_id}/cancel", summary="Cancel what of a submission has not been sent yet",
+             responses={400: {}, 401: {}, 403: {}})
+async def cancel_submission(submission_id: int, request: Request, caller: Caller):
+    # POST .../cancel rather than DELETE: the submission stays, with its state
+    # "cancelled" and a final report for every message it stopped.
+    rt = runtime(request)
+    outcome = await rt.writer.run(lambda conn, _: cancel(conn, caller.id, submission_id, rt.receiver))
+    if not outcome.ok:
+        return error_response(outcome)
+    if rt.notifier is not None:
+        rt.notifier.wake()  # the cancelled messages' reports
+    return {"code": "ok", **outcome.data}
 
 
 @router.get("/balance", summary="The balances that pay for this account's messages")
