@@ -44,6 +44,9 @@ class Settings:
     push_batch: int = 500
     push_timeout: float = 10.0
     push_max_attempts: int = 20          # back-off 1 s doubling to 10 min: about a day and a half
+    # A message submitted this long ago without its report is closed as expired
+    # (status EXPIRED), refunded by the account's refund policy, and reported.
+    report_timeout_hours: float = 72.0
     # Session front doors for customers (role api). Port 0 picks a free port
     # (shown in /healthz); a negative port, or none, turns that server off.
     server_host: str = "0.0.0.0"

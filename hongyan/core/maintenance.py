@@ -70,6 +70,9 @@ class Maintenance:
         self.node_id = node_id
         self.on_requeued = on_requeued
         self.on_events = on_events
+        if not report_timeout_hours > 0:
+            # 0 would expire every message the moment it is submitted.
+            raise ValueError(f"report_timeout_hours must be more than 0, not {report_timeout_hours!r}")
         self.report_timeout_ms = int(report_timeout_hours * 3600 * 1000)
         self.expired = 0
 

@@ -191,3 +191,14 @@ async def test_a_report_racing_expiry_on_another_node_is_not_refunded_twice(env)
     m = message(env, mid)
     assert (m.state, m.status) == ("expired", "EXPIRED")
     assert balance(env) == 100 and len(reports(env)) == 1 and ledger_ok(env)
+
+
+def test_the_setting_and_its_check(monkeypatch, tmp_path):
+    from hongyan import config
+
+    assert config.Settings().report_timeout_hours == 72
+    monkeypatch.setenv("HONGYAN_REPORT_TIMEOUT_HOURS", "1.5")
+    assert config.load(str(tmp_path / "none.toml")).report_timeout_hours == 1.5
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="report_timeout_hours must be more than 0"):
+            Maintenance(None, None, 0, report_timeout_hours=bad)
