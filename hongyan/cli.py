@@ -149,10 +149,18 @@ def migrate_command(ctx: Ctx) -> None:
 @click.option("--port", type=int, default=None)
 @click.option("--roles", default=None, help="Comma-separated: api, dispatch, notify (default all).")
 @click.option("--simulator/--no-simulator", default=None, help="Run the built-in carrier simulator in-process.")
+@click.option("--cmpp-port", type=int, default=None,
+              help="Port of the CMPP server for customers (default 7890; 0 picks a free one).")
+@click.option("--no-cmpp-server", is_flag=True, help="Do not run the CMPP server for customers.")
 @pass_ctx
-def serve(ctx: Ctx, host: str | None, port: int | None, roles: str | None, simulator: bool | None) -> None:
+def serve(ctx: Ctx, host: str | None, port: int | None, roles: str | None, simulator: bool | None,
+          cmpp_port: int | None, no_cmpp_server: bool) -> None:
     """Run Hongyan: HTTP front doors and the services of the configured roles."""
     s = ctx.settings
+    if cmpp_port is not None:
+        s.cmpp_server_port = cmpp_port
+    if no_cmpp_server:
+        s.cmpp_server_port = None
     if not s.secret_key:
         _fail("no secret_key configured: run `hongyan init` first (or set HONGYAN_SECRET_KEY)")
     if host:
@@ -173,6 +181,11 @@ def _serve(s: configmod.Settings) -> None:
 
     loop = "uvloop" if _has("uvloop") else "asyncio"
     click.echo(f"Hongyan listening on http://{s.http_host}:{s.http_port}  (API docs: /docs, health: /healthz)")
+    cmpp = s.listen_port(s.cmpp_server_port)
+    if cmpp is not None and s.has_role("api"):
+        where = str(cmpp) if cmpp else "a free port (see servers.cmpp.port in /healthz)"
+        click.echo(f"CMPP 2.0/3.0 server for customers on {s.server_host}:{where}  "
+                   "(Source_Addr = account username, shared secret = API secret)")
     uvicorn.run(create_app(s), host=s.http_host, port=s.http_port, loop=loop,
                 http="httptools" if _has("httptools") else "h11", access_log=False, log_level="warning",
                 timeout_graceful_shutdown=15,
@@ -378,7 +391,8 @@ def account_set(ctx: Ctx, username: str, **opts) -> None:
 
     values = {k: v for k, v in opts.items() if v is not None}
     from hongyan.dialects import push_formats
-    known = ["native", *push_formats()]
+    from hongyan.core.notify import SESSION_DIALECTS
+    known = ["native", *push_formats(), *sorted(SESSION_DIALECTS)]
     for opt in ("push_dialect", "mo_push_dialect"):
         if values.get(opt) and values[opt] not in known:
             _fail(f"--{opt.replace('_', '-')} must be one of: {', '.join(known)}")
