@@ -630,6 +630,8 @@ def _register_optional() -> None:
     main.add_command(submission_group, "submission")
     main.add_command(sink_command, "sink")
     main.add_command(operator_group, "operator")
+    from hongyan.cli_routes import register as register_routes
+    register_routes(main)
     from hongyan.cli_rules import register as register_rules
     register_rules(main)
 

@@ -49,7 +49,7 @@ class Runtime:
                              window_ms=settings.commit_window_ms)
         self.directory = Directory(self.reader, self.cipher)
         self.receiver = Receiver(self.directory)
-        self.router = Router()
+        self.router = Router(self.reader)
         self.accept = AcceptService(self.directory, self.writer, on_accepted=self._accepted,
                                     on_events=self._events, receiver=self.receiver,
                                     limits=make_limits(settings.redis_url))
@@ -95,9 +95,10 @@ class Runtime:
                 await self._start_simulator()
             self.recorder = Recorder(self.writer, self.receiver, on_events=self._events,
                                      on_requeued=self._requeued)
-            await self._start_channels()
+            # The dispatcher comes first: every channel reports through its watch.
             self.dispatcher = Dispatcher(self.writer, self.reader, self.directory, self.router, self.node_id,
                                          batch=s.dispatch_batch, postgres=not s.is_sqlite)
+            await self._start_channels()
             self._spawn(self.recorder.run(), self.dispatcher.run())
         if s.has_role("notify"):
             self.notifier = Notifier(self.writer, self.directory, batch=s.push_batch,
@@ -122,6 +123,14 @@ class Runtime:
                                 gateway_code=self.node_id)
             await server.start()
             self.servers["cmpp"] = server
+        port = s.listen_port(s.smpp_server_port)
+        if port is not None:
+            from hongyan.servers.smpp import SmppServer
+
+            server = SmppServer(self.accept, self.directory, self.outbox, host=s.server_host, port=port,
+                                max_sessions=s.server_max_sessions, idle_timeout=s.server_idle_timeout)
+            await server.start()
+            self.servers["smpp"] = server
         if self.servers:
             self._spawn(self.outbox.run())
 
@@ -154,16 +163,17 @@ class Runtime:
             for r in rows]
 
     async def _start_channels(self) -> None:
-        with self.reader.connect() as conn:
-            products = conn.execute(select(tables.products.c.id, tables.products.c.channel_id)
-                                    .where(tables.products.c.channel_id.is_not(None))).all()
-        self.router.set_product_channels({p.id: p.channel_id for p in products})
         for cfg in self.channel_configs():
-            channel = make_channel(cfg, self.recorder.sink(cfg.id, cfg.access_code))
+            # A bad option stops the start here, naming the channel, rather than the dispatcher later.
+            _ = (cfg.seqno_split, cfg.source_max_len)
+            channel = make_channel(cfg, self.dispatcher.watch(cfg.id, self.recorder.sink(cfg.id, cfg.access_code)))
             self.router.add(channel, default=bool(cfg.options.get("default")))
             await channel.start()
+        self.router.refresh()  # routes and products' channels; reloaded by the dispatcher when they change
 
     async def stop(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.close()  # no channel restarts from here on
         # Customers' sessions first: what they acknowledged is written while the writer runs.
         for name, server in list(self.servers.items()):
             try:

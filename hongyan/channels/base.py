@@ -86,6 +86,34 @@ class ChannelConfig:
     connections: int = 1
     options: dict = field(default_factory=dict)
 
+    # Options every channel has, whatever its protocol (``config.options``):
+    # ``supports_long`` (true): false for a carrier that takes no concatenated
+    # SMS; a long text then goes as separate SMS numbered "1/3)", "2/3)", ...
+    # ``source_max_len`` (21, CMPP's Src_Id): the longest source number the
+    # carrier takes; hongyan.domain.source cuts longer compositions.
+    @property
+    def seqno_split(self) -> bool:
+        value = self.options.get("supports_long", True)
+        if isinstance(value, str) and value.strip().lower() in _FLAGS:
+            value = _FLAGS[value.strip().lower()]
+        if not isinstance(value, bool):
+            raise ValueError(f"channel {self.name!r}: supports_long must be true or false, not {value!r}")
+        return not value
+
+    @property
+    def source_max_len(self) -> int:
+        value = self.options.get("source_max_len", 21)
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            n = 0
+        if isinstance(value, bool) or not 1 <= n <= 21:
+            raise ValueError(f"channel {self.name!r}: source_max_len must be a whole number 1..21, not {value!r}")
+        return n
+
+
+_FLAGS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
 
 class Channel(abc.ABC):
     def __init__(self, config: ChannelConfig, events: ChannelEvents) -> None:

@@ -6,8 +6,8 @@ Money is an integer count of the smallest unit (a product's price per part).
 """
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Boolean, Column, ForeignKey, Index, Integer, MetaData,
-                        String, Table, Text, UniqueConstraint)
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, ForeignKey, Index, Integer,
+                        MetaData, String, Table, Text, UniqueConstraint)
 
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -121,6 +121,23 @@ channels = Table(
     Column("enabled", Boolean, nullable=False, default=True),
     Column("is_default", Boolean, nullable=False, default=False),
     Column("options", Text, nullable=False, default="{}"),  # JSON
+)
+
+# Which channels carry which messages (hongyan.core.routing). A NULL account,
+# product or carrier matches any; carrier holds hongyan.domain.numbers codes
+# (cmcc, unicom, telecom, cbn, unknown).
+routes = Table(
+    "routes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id")),
+    Column("product_id", Integer, ForeignKey("products.id")),
+    Column("carrier", String(8)),
+    Column("channel_id", Integer, ForeignKey("channels.id"), nullable=False),
+    Column("weight", Integer, nullable=False, default=1),
+    Column("priority", Integer, nullable=False, default=0),   # lower is tried first
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", BigInteger, nullable=False),
+    CheckConstraint("weight >= 1", name="ck_routes_weight_positive"),
 )
 
 submissions = Table(
