@@ -51,6 +51,7 @@ class Settings:
     # (shown in /healthz); a negative port, or none, turns that server off.
     server_host: str = "0.0.0.0"
     cmpp_server_port: int | None = 7890
+    smpp_server_port: int | None = 2775
     server_max_sessions: int = 4         # logged-in sessions per account, per server
     server_idle_timeout: float = 180.0   # seconds without a PDU (ACTIVE_TEST counts) before a session is closed
     config_path: str = ""

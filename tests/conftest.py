@@ -35,5 +35,5 @@ def db_url(request, tmp_path):
 def settings(db_url, tmp_path) -> Settings:
     return Settings(database_url=db_url, secret_key=SECRET_KEY, config_path=str(tmp_path / "hongyan.toml"),
                     commit_window_ms=1.0, simulator_report_delay=0.05,
-                    # A free port for the customer CMPP server, so parallel runs never clash.
-                    cmpp_server_port=0)
+                    # Free ports for the customer CMPP and SMPP servers, so parallel runs never clash.
+                    cmpp_server_port=0, smpp_server_port=0)

@@ -104,7 +104,7 @@ async def relay(settings, tmp_path, dialect: str, *, b_balance: int = 10_000, a_
     a_cb_server = await serve_asgi(r.callbacks, cb_port)
     a_settings = Settings(database_url=f"sqlite:///{tmp_path / 'a.db'}", secret_key=SECRET_KEY,
                           config_path=str(tmp_path / "a.toml"), commit_window_ms=1.0, http_port=a_port,
-                          cmpp_server_port=0)
+                          cmpp_server_port=0, smpp_server_port=0)
     carol = _seed_a(a_settings, b_base=r.b_base, dialect=dialect, alice_secret=alice["secret"],
                     report_url=f"http://127.0.0.1:{cb_port}/reports", options=a_options)
     r.a = Runtime(a_settings)

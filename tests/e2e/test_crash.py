@@ -51,7 +51,8 @@ async def test_sigkill_mid_load_loses_nothing_and_bills_once(settings, tmp_path)
     port = free_port()
     cfg = tmp_path / "hongyan.toml"
     write_config(str(cfg), {"database_url": url, "secret_key": settings.secret_key, "http_port": port,
-                            "simulator": False, "cmpp_server_port": 0})
+                            "simulator": False, "cmpp_server_port": 0,
+                            "smpp_server_port": 0})
     log = tmp_path / "server.log"
     base = f"http://127.0.0.1:{port}"
     proc = start_server(cfg, log)
