@@ -1,12 +1,15 @@
 """Manual review: listing held submissions, approving, rejecting (refund + REJECT report), refusals."""
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import orjson
 import pytest
 from sqlalchemy import select, update
 
 from hongyan.core import accounts as acc
+from hongyan.core import blacklist as bl
 from hongyan.core import review
 from hongyan.core.accept import AcceptService, SendRequest
 from hongyan.core.accounts import Directory
@@ -202,3 +205,51 @@ async def test_approved_messages_are_dispatched_and_reported(stack):  # noqa: F8
         assert {x["status"] for x in stack.callbacks.reports()} == {"delivered"}
         sub = (await client.get(f"/v1/submissions/{sid}")).json()
         assert sub["state"] == "accepted" and sub["states"] == {"delivered": 2}
+
+
+async def test_a_text_held_by_accept_is_sent_on_approval_and_its_barred_number_stays_failed(stack):  # noqa: F811
+    rt = stack.runtime
+    with rt.engine.begin() as conn:
+        add_words(conn, "review", ["特价"])
+        bl.add(conn, 0, ["13700137000"])
+    async with httpx.AsyncClient(base_url=stack.base, headers=stack.headers) as client:
+        r = await client.post("/v1/messages", json={"to": ["13800138000", "18612345678", "13700137000"],
+                                                    "content": TEXT})
+        assert r.status_code == 200, r.text
+        sid = r.json()["submission_id"]
+        sub = (await client.get(f"/v1/submissions/{sid}")).json()
+        assert sub["state"] == "held" and sub["states"] == {"held": 2, "failed": 1}
+        with rt.reader.connect() as conn:
+            (item,) = review.held(conn)
+        assert item["submission_id"] == sid and item["held"] == 2 and item["words"] == ["特价"]
+        await asyncio.sleep(0.5)
+        assert stack.sim.stats["submits"] == 0  # nothing leaves while held
+        done = await rt.writer.run(lambda conn, _: review.approve(conn, [sid], "api:test"))
+        for d in done:
+            rt._accepted(d.submission_id, d.content, d.extno, d.product_id, d.scheduled)
+        await until(lambda: len(stack.callbacks.reports()) == 3, what="three pushed reports")
+        statuses = sorted(x["carrier_status"] for x in stack.callbacks.reports())
+        assert statuses == ["DELIVRD", "DELIVRD", "MBBLACK"]
+        sub = (await client.get(f"/v1/submissions/{sid}")).json()
+        assert sub["state"] == "accepted" and sub["states"] == {"delivered": 2, "failed": 1}
+    with rt.engine.connect() as conn:
+        assert acc.ledger_mismatches(conn) == []
+
+
+async def test_a_text_held_by_accept_is_refunded_on_rejection(stack):  # noqa: F811
+    rt = stack.runtime
+    with rt.engine.begin() as conn:
+        add_words(conn, "review", ["特价"])
+    async with httpx.AsyncClient(base_url=stack.base, headers=stack.headers) as client:
+        r = await client.post("/v1/messages", json={"to": ["13800138000", "18612345678"], "content": TEXT})
+        sid = r.json()["submission_id"]
+        assert (await client.get("/v1/balance")).json()["balances"][0]["amount"] == 10_000 - 2
+        (d,) = await rt.writer.run(lambda conn, _: review.reject(conn, [sid], "api:test", "", rt.receiver))
+        assert d.refunded == 2
+        rt._events()
+        await until(lambda: len(stack.callbacks.reports()) == 2, what="two pushed reports")
+        assert {(x["carrier_status"], x["refunded"]) for x in stack.callbacks.reports()} == {("REJECT", True)}
+        assert (await client.get("/v1/balance")).json()["balances"][0]["amount"] == 10_000
+    assert stack.sim.stats["submits"] == 0
+    with rt.engine.connect() as conn:
+        assert acc.ledger_mismatches(conn) == []
