@@ -280,8 +280,10 @@ class LocalStack:
     """Simulator and server processes around a fresh config in ``workdir``."""
 
     def __init__(self, workdir: Path, *, report_delay: float, fail_rate: float, options: dict,
-                 channel: dict, echo=click.echo) -> None:
+                 channel: dict, echo=click.echo, rules: bool = False, concurrency: int = 64,
+                 content: str = DEFAULT_CONTENT) -> None:
         self.workdir = workdir
+        self.rules, self.concurrency, self.content = rules, concurrency, content
         self.config = workdir / "hongyan.toml"
         self.report_delay = report_delay
         self.fail_rate = fail_rate
@@ -342,6 +344,7 @@ class LocalStack:
         await self.run_cli("account", "topup", "demo", str(max(1, messages * parts)), "--product", BENCH_PRODUCT,
                            "--note", "bench")
         await self.run_cli("account", "set", "demo", "--report-url", sink_url)
+        self.apply_rules()
         await self.run_cli("channel", "set", "simulator", *[a for k, v in self.channel.items()
                                                              for a in (f"--{k}", str(v))])
         await wait_until(lambda: _get_json("127.0.0.1", self.control_port, "/stats"), 30,
@@ -352,6 +355,21 @@ class LocalStack:
                                   "the server's /healthz", proc=server, tail=lambda: self.log_tail("server"))
         await self._wait_channels(health)
         return Target("127.0.0.1", self.http_port, key, secret, ("127.0.0.1", self.control_port))
+
+    def apply_rules(self) -> None:
+        """The demo account's rules: all on (``--rules``) or none in the way of the load."""
+        from hongyan import bench_rules
+        from hongyan.config import load
+        from hongyan.store.db import make_engine
+
+        s = load(str(self.config))
+        engine = make_engine(s.resolved_database_url(), synchronous=s.sqlite_synchronous, pool_size=1)
+        try:
+            loaded = bench_rules.apply(engine, "demo", self.content, rules_on=self.rules,
+                                       concurrency=self.concurrency)
+        finally:
+            engine.dispose()
+        self.echo("rules       " + ", ".join(f"{k} {v}" for k, v in loaded.items()))
 
     def demo_key(self) -> tuple[str, str]:
         """The demo account's Bearer key and secret, the way ``hongyan demo`` reads them."""
@@ -569,6 +587,7 @@ class BenchOptions:
     keep: bool
     options: dict
     channel: dict
+    rules: bool = False
 
 
 async def run_bench(o: BenchOptions, echo=click.echo) -> dict:
@@ -587,7 +606,8 @@ async def run_bench(o: BenchOptions, echo=click.echo) -> dict:
         if o.url is None:
             workdir = Path(tempfile.mkdtemp(prefix="hongyan-bench-"))
             stack = LocalStack(workdir, report_delay=o.report_delay, fail_rate=o.fail_rate,
-                               options=o.options, channel=o.channel, echo=echo)
+                               options=o.options, channel=o.channel, echo=echo, rules=o.rules,
+                               concurrency=o.concurrency, content=o.content)
             target = await stack.start(sink.url, o.messages, parts)
         else:
             target = await remote_target(o, sink, echo)
@@ -697,20 +717,24 @@ def _run(coro):
               help="A server setting for the bench config, e.g. -o sqlite_synchronous=NORMAL (repeatable).")
 @click.option("--timeout", type=float, default=None,
               help="Seconds to wait for the reports after the load (default 60 + 1 s per 200 messages).")
+@click.option("--rules/--no-rules", default=False, show_default=True,
+              help="Switch every accept rule on for the demo account (10,000 sensitive words, 10,000 "
+                   "blacklisted numbers, signature, template, limits), none of them hit by the load.")
 @click.option("--keep", is_flag=True, help="Keep the temporary folder (config, database, logs).")
 @click.option("--json", "as_json", is_flag=True, help="Also print the result as JSON.")
 def bench_command(messages: int, recipients: int, concurrency: int, dialect: str, content: str,
                   url: str | None, key: str | None, secret: str | None, simulator_stats: str | None,
                   sink_host: str, sink_port: int, set_report_url: bool, config_path: str | None,
                   report_delay: float, fail_rate: float, mps: int, window: int, links: int,
-                  options: tuple[str, ...], timeout: float | None, keep: bool, as_json: bool) -> None:
+                  options: tuple[str, ...], timeout: float | None, rules: bool, keep: bool,
+                  as_json: bool) -> None:
     """Measure accepted requests/s, submits/s and end-to-end messages/s, request to pushed report."""
     o = BenchOptions(messages=messages, recipients=recipients, concurrency=concurrency, dialect=dialect,
                      content=content, url=url, key=key, secret=secret, simulator_stats=simulator_stats,
                      sink_host=sink_host, sink_port=sink_port, set_report_url=set_report_url,
                      config=config_path, report_delay=report_delay, fail_rate=fail_rate, timeout=timeout,
                      keep=keep, options=coerce_options(options),
-                     channel={"mps": mps, "window": window, "connections": links})
+                     channel={"mps": mps, "window": window, "connections": links}, rules=rules)
     try:
         result = _run(run_bench(o))
     except KeyboardInterrupt:
