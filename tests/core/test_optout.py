@@ -10,14 +10,17 @@ from sqlalchemy import select
 from hongyan.channels.base import Inbound
 from hongyan.core import accounts as acc
 from hongyan.core import blacklist
+from hongyan.core.accept import AcceptService, SendRequest
 from hongyan.core.accounts import AdminError, Directory
+from hongyan.core.blacklist import Blacklist
 from hongyan.core.receive import Receiver
 from hongyan.core.rules import get_rules, set_rules
 from hongyan.core.secrets import Cipher
 from hongyan.domain.optout import DEFAULT_KEYWORDS
 from hongyan.store import tables
 from hongyan.store.db import migrate
-from tests.helpers import engines
+from hongyan.store.writer import Writer
+from tests.helpers import engines, seed
 
 WHEN = datetime(2026, 12, 2, 10, 0, tzinfo=timezone.utc)
 ACCESS = "1069000"
@@ -139,3 +142,38 @@ def test_a_word_without_a_letter_or_digit_is_refused(env):
         with pytest.raises(AdminError, match="optout_words"):
             set_rules(conn, ids["alice"], optout_words=["TD", "!!"])
         assert get_rules(conn, ids["alice"]).optout_words == DEFAULT_KEYWORDS
+
+
+async def test_send_then_td_then_the_next_send_to_that_number_ends_mbblack(settings):
+    """The whole loop through accept: a number that answered TD gets no more of that account's messages."""
+    url = settings.resolved_database_url()
+    migrate(url)
+    engine, reader = engines(url)
+    cipher = Cipher(settings.secret_key)
+    seed(engine, cipher, balance=10)                       # alice, extension 12
+    writer = Writer(engine)
+    writer.start()
+    try:
+        directory = Directory(reader, cipher)
+        receiver = Receiver(directory)
+        numbers = Blacklist(reader)
+        accept = AcceptService(directory, writer, blacklist=numbers, receiver=receiver)
+        alice = directory.by_username("alice")
+        first = await accept.send(SendRequest(account=alice, to="13800138000,13900139000", content="【店】上新了"))
+        assert first.ok and first.data["cost"] == 2
+        await writer.run(lambda conn, _: receiver.apply_mo(conn, [reply("13800138000", "TD")]))
+        numbers.invalidate()  # a running server sees the new entry within its poll (1 s)
+        second = await accept.send(SendRequest(account=alice, to="13800138000,13900139000", content="【店】又上新了"))
+        assert second.ok
+        with engine.connect() as conn:
+            msgs = {r.phone: r for r in conn.execute(select(tables.messages).where(
+                tables.messages.c.submission_id == second.data["submission_id"])).all()}
+            assert acc.ledger_mismatches(conn) == []
+            bal = acc.balances_of(conn, acc.owner_of(conn, "alice"))[0]["amount"]
+        assert (msgs["13800138000"].state, msgs["13800138000"].status) == ("failed", "MBBLACK")
+        assert msgs["13900139000"].state == "queued"
+        assert bal == 10 - 2 - 1                            # the barred number is not billed
+    finally:
+        writer.stop()
+        engine.dispose()
+        reader.dispose()
