@@ -29,3 +29,9 @@ async def until(cond, timeout: float = 5.0, what: str = "condition") -> None:
 def node_modules() -> Path:
     """node_modules with the pinned npm peers (skips when Node.js is absent)."""
     return install_node_modules()
+
+
+@pytest.fixture
+def db_url(tmp_path) -> str:
+    """The interop tests are about the wire, so one database (SQLite) is enough."""
+    return f"sqlite:///{tmp_path / 'hongyan.db'}"
