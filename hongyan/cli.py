@@ -636,6 +636,10 @@ def _register_optional() -> None:
     register_rules(main)
 
 
+if __name__ == "__main__":
+    # Run as `python -m hongyan.cli`: the command modules import hongyan.cli,
+    # which must be this module, not a second copy loaded under that name.
+    sys.modules.setdefault("hongyan.cli", sys.modules[__name__])
 _register_optional()
 
 if __name__ == "__main__":
