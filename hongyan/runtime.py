@@ -109,7 +109,7 @@ class Runtime:
         if s.has_role("api"):
             await self._start_servers()
         self._spawn(Maintenance(self.writer, self.receiver, self.node_id, on_requeued=self._requeued,
-                                on_events=self._events).run())
+                                on_events=self._events, report_timeout_hours=s.report_timeout_hours).run())
 
     async def _start_servers(self) -> None:
         """The session front doors the settings ask for, and the outbox that feeds them."""

@@ -202,3 +202,40 @@ def test_the_setting_and_its_check(monkeypatch, tmp_path):
     for bad in (0, -1):
         with pytest.raises(ValueError, match="report_timeout_hours must be more than 0"):
             Maintenance(None, None, 0, report_timeout_hours=bad)
+
+
+async def test_the_running_server_expires_by_its_setting(settings, monkeypatch):
+    import asyncio
+
+    import hongyan.core.maintenance as maintenance_module
+    from hongyan.runtime import Runtime
+    from tests.helpers import until
+
+    monkeypatch.setattr(maintenance_module, "HEARTBEAT_S", 0.05)
+    settings.roles = ["api"]
+    settings.report_timeout_hours = 2
+    url = settings.resolved_database_url()
+    migrate(url)
+    engine, _ = engines(url)
+    seed(engine, Cipher(settings.secret_key), balance=10)
+    runtime = Runtime(settings)
+    await runtime.start()
+    try:
+        alice = runtime.directory.by_username("alice")
+        out = await runtime.accept.send(SendRequest(account=alice, to="13800138000,13900139000", content="x"))
+        old, young = out.data["message_ids"]
+        with engine.begin() as conn:
+            for mid, hours in ((old, 3), (young, 1)):
+                at = now_ms() - hours * HOUR
+                conn.execute(update(tables.messages).where(tables.messages.c.id == mid)
+                             .values(state="submitted", due_at=at, submitted_at=at))
+
+        def state(mid):
+            with engine.connect() as conn:
+                return conn.execute(select(tables.messages.c.state).where(tables.messages.c.id == mid)).scalar()
+        await until(lambda: state(old) == "expired", timeout=10, what="the old message to expire")
+        await asyncio.sleep(0.2)
+        assert state(young) == "submitted"
+    finally:
+        await runtime.stop()
+        engine.dispose()
