@@ -4,8 +4,9 @@ Accept holds a submission whose text hits a ``review`` word: it is billed, its
 messages are ``held`` and nothing is sent. An operator then decides, once:
 
 * ``approve`` queues the held messages (at the submission's scheduled time,
-  or now if that has passed) and the submission becomes ``accepted`` or
-  ``scheduled`` as if it had never been held;
+  or now if that has passed, but never outside the account's allowed hours)
+  and the submission becomes ``accepted`` or ``scheduled`` as if it had never
+  been held;
 * ``reject`` ends them ``failed`` with status ``REJECT`` through
   ``Receiver.finalize`` (so the customer gets a report like any other), and
   refunds them whatever the account's refund policy says: a rejected message
@@ -20,17 +21,20 @@ refuses the request and changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import (BigInteger, Boolean, Connection, Integer, String, func, literal, select,
                         update)
 
-from hongyan.domain.clock import now_ms
+from hongyan.domain.clock import now_ms, to_ms
+from hongyan.domain.windows import next_open, parse_hours
 from hongyan.domain.words import WordList
 from hongyan.store.tables import accounts, balances, ledger, messages, reviews, submissions
 from hongyan.store.tables import words as words_table
 
 from .accounts import AdminError
 from .receive import Final, Receiver
+from .rules import get_rules
 
 HELD = "held"
 REJECT = "REJECT"
@@ -176,9 +180,13 @@ def approve(conn: Connection, submission_ids: list[int], operator: str, *, now: 
     out = []
     for row in _pending(conn, submission_ids, operator):
         # A scheduled time still ahead is kept; one that passed while the text
-        # waited for review means "as soon as possible".
+        # waited for review means "as soon as possible" -- within the account's
+        # allowed hours, which accept checked for the time the text was due then.
         due = max(now, row.scheduled_at or 0)
-        state = "scheduled" if row.scheduled_at and row.scheduled_at > now else "accepted"
+        hours = get_rules(conn, row.account_id).allowed_hours
+        if hours:
+            due = max(due, to_ms(next_open(parse_hours(hours), datetime.fromtimestamp(due / 1000))))
+        state = "scheduled" if due > now else "accepted"
         _claim(conn, row.id, state)
         count = conn.execute(update(messages).where(messages.c.submission_id == row.id,
                                                     messages.c.state == HELD)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 
 import httpx
 import orjson
@@ -14,9 +15,9 @@ from hongyan.core import review
 from hongyan.core.accept import AcceptService, SendRequest
 from hongyan.core.accounts import Directory
 from hongyan.core.receive import Receiver
-from hongyan.core.rules import add_words
+from hongyan.core.rules import add_words, set_rules
 from hongyan.core.secrets import Cipher
-from hongyan.domain.clock import now_ms
+from hongyan.domain.clock import now_ms, to_ms
 from hongyan.store import tables
 from hongyan.store.db import migrate
 from hongyan.store.writer import Writer
@@ -117,6 +118,20 @@ async def test_approve_queues_now_or_at_the_scheduled_time(env):
     assert balance(env.engine) == 100 - 3
     with env.engine.connect() as conn:
         assert review.held(conn) == []
+
+
+async def test_approval_outside_the_allowed_hours_waits_for_them(env):
+    sid = await held_submission(env, "13800138000")
+    # The window closes while the text waits: it opens again two hours from now.
+    now = datetime.now()
+    opens = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
+    with env.engine.begin() as conn:
+        set_rules(conn, env.directory.by_username("alice").id,
+                  allowed_hours=f"{opens.hour:02d}-{(opens.hour + 1) % 24:02d}")
+        (d,) = review.approve(conn, [sid], "cli:ops")
+    assert d.state == "scheduled" and d.due_at == to_ms(opens)
+    (m,) = rows(env.engine, tables.messages, submission_id=sid)
+    assert m.state == "queued" and m.due_at == to_ms(opens)
 
 
 async def test_reject_refunds_under_every_policy_and_reports_reject(env):
