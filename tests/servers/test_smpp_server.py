@@ -474,14 +474,11 @@ async def test_report_comes_back_as_deliver_sm_through_the_runtime(settings):
     migrate(url)
     engine = make_engine(url)
     user = seed(engine, Cipher(settings.secret_key), sim_port=sim.port, balance=100)
+    settings.server_host = "127.0.0.1"
     runtime = Runtime(settings)
     await runtime.start()
-    outbox = Outbox(runtime.writer, poll=0.02)
-    outbox_task = asyncio.create_task(outbox.run())
-    server = SmppServer(runtime.accept, runtime.directory, outbox, port=0)
-    await server.start()
     try:
-        esme = await Esme.connect(server.port)
+        esme = await Esme.connect(runtime.servers["smpp"].port)
         await esme.bind(user)
         resp = await esme.submit(registered_delivery=1, short_message=b"your code is 1234")
         assert resp.command_status == 0
@@ -494,9 +491,6 @@ async def test_report_comes_back_as_deliver_sm_through_the_runtime(settings):
         [msg] = _rows(engine, messages)
         assert msg.state == "delivered" and str(msg.submission_id) == resp.message_id
     finally:
-        await server.stop()
-        outbox_task.cancel()
-        await asyncio.gather(outbox_task, return_exceptions=True)
         await runtime.stop()
         await sim.stop()
         engine.dispose()
