@@ -39,7 +39,7 @@ import logging
 import time
 from collections import OrderedDict
 
-from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy import Connection, Engine, bindparam, or_, select, update
 
 from hongyan.channels.base import Channel, ChannelEvents, Inbound, Outbound, Report
 from hongyan.domain import segments, source
@@ -404,6 +404,6 @@ def _release(conn: Connection, arg: tuple[list[int], int, str]) -> None:
 def _save_tried(conn: Connection, rows: list[dict]) -> None:
     # Only while the message waits for its next attempt (or is still on its way
     # back to the queue): once submitted, the column is the channel that took it.
-    conn.execute(update(messages).where(messages.c.id == bindparam("mid"),
-                                        messages.c.state.in_(("submitting", "queued")))
+    waiting = or_(messages.c.state == "submitting", messages.c.state == "queued")  # IN cannot executemany
+    conn.execute(update(messages).where(messages.c.id == bindparam("mid"), waiting)
                  .values(channel_id=bindparam("cid")), rows)
