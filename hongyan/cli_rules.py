@@ -20,6 +20,7 @@ from hongyan.core import blacklist as bl
 from hongyan.core import review as rv
 from hongyan.core import rules as rulesmod
 from hongyan.core.rules import RuleSettings
+from hongyan.core.rules_admin import check_words, normalise_phones, rule_sources, unset_rules
 from hongyan.domain.clock import iso
 from hongyan.domain.words import fold, read_words
 from hongyan.store import tables
@@ -68,8 +69,6 @@ def rules() -> None:
 @pass_ctx
 def rules_show(ctx: Ctx, username: str | None, as_json: bool) -> None:
     """Every rule key, its effective value and where it comes from (default, platform, account)."""
-    from hongyan.dialects.admin import rule_sources
-
     rows = _admin(ctx, lambda conn: rule_sources(conn, _account_id(conn, username)))
     if as_json:
         click.echo(orjson.dumps({k: {"value": v, "source": s} for k, v, s in rows},
@@ -128,8 +127,6 @@ def rules_set(ctx: Ctx, username: str | None, platform: bool, items: tuple[str, 
 @pass_ctx
 def rules_unset(ctx: Ctx, username: str | None, platform: bool, keys: tuple[str, ...]) -> None:
     """Remove keys from an account's or the platform's settings: the next level's value applies."""
-    from hongyan.dialects.admin import unset_rules
-
     _target(username, platform)
     removed = _admin(ctx, lambda conn: unset_rules(conn, _account_id(conn, username), list(keys)))
     left = [k for k in keys if k not in removed]
@@ -151,8 +148,6 @@ _list_option = click.option("--list", "kind", type=click.Choice(LISTS), required
 
 
 def _checked_words(items: list[str]) -> list[str]:
-    from hongyan.dialects.admin import check_words
-
     out = check_words(items)
     blind = [w for w in out if not fold(w)]
     if blind:
@@ -226,8 +221,6 @@ def blacklist() -> None:
 
 
 def _normalised(raw: list[str]) -> list[str]:
-    from hongyan.dialects.admin import normalise_phones
-
     try:
         phones = normalise_phones(raw)
     except acc.AdminError as exc:

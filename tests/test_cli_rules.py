@@ -13,9 +13,8 @@ from hongyan.cli import main
 from hongyan.config import write_config
 from hongyan.core import accounts as acc
 from hongyan.core import review
-from hongyan.core.accept import AcceptService
+from hongyan.core.accept import AcceptService, SendRequest
 from hongyan.core.accounts import Directory
-from hongyan.core.accept import SendRequest
 from hongyan.core.rules import get_rules
 from hongyan.core.secrets import Cipher
 from hongyan.store import tables

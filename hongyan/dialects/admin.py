@@ -16,20 +16,19 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, func, select
 
 from hongyan.core import blacklist as bl
 from hongyan.core import review
-from hongyan.core import rules as rulesmod
 from hongyan.core.accounts import Account, AdminError
-from hongyan.core.rules import RuleSettings, add_words, get_rules, remove_words, set_rules
-from hongyan.domain import numbers
-from hongyan.domain.clock import iso, now_ms
+from hongyan.core.rules import add_words, get_rules, remove_words, set_rules
+from hongyan.core.rules_admin import (MAX_WORD, BadNumbers, check_words, normalise_phones, rule_sources,
+                                      unset_rules)
+from hongyan.domain.clock import iso
 from hongyan.domain.outcomes import Code, fail
-from hongyan.store.tables import account_rules, accounts, blacklist, words
+from hongyan.store.tables import accounts, blacklist, words
 from hongyan.web import JSON
 
 from .rest import ApiError, Caller, account, runtime
@@ -38,40 +37,6 @@ router = APIRouter(prefix="/v1", default_response_class=JSON)
 
 PLATFORM = "platform"
 MAX_ITEMS = 50_000      # words or numbers in one request
-MAX_WORD = 64           # the words table's column
-
-
-# -- rule rows: where each value comes from ----------------------------------------
-
-def rule_sources(conn: Connection, account_id: int) -> list[tuple[str, Any, str]]:
-    """(key, effective value, source) for every rule key; source is default, platform or account.
-
-    ``account_id`` 0 is the platform itself: its values come from the platform row or the defaults.
-    """
-    effective = get_rules(conn, account_id).to_dict()
-    platform = rulesmod._row(conn, 0)
-    own = rulesmod._row(conn, account_id) if account_id else {}
-    return [(k, effective[k], "account" if k in own else PLATFORM if k in platform else "default")
-            for k in RuleSettings.keys()]
-
-
-def unset_rules(conn: Connection, account_id: int, keys: list[str]) -> list[str]:
-    """Remove keys from the account's (or, for 0, the platform's) row; returns those that were set.
-
-    A stored key no longer known to ``RuleSettings`` can be removed too: that is
-    how a row left behind by a renamed setting is repaired.
-    """
-    current = rulesmod._row(conn, account_id)
-    unknown = [k for k in keys if k not in current and k not in RuleSettings.keys()]
-    if unknown:
-        raise AdminError(f"unknown rule setting {', '.join(unknown)} (known: {', '.join(RuleSettings.keys())})")
-    removed = [k for k in dict.fromkeys(keys) if k in current]
-    if removed:
-        for k in removed:
-            del current[k]
-        conn.execute(account_rules.update().where(account_rules.c.account_id == account_id)
-                     .values(settings=orjson.dumps(current).decode(), updated_at=now_ms()))
-    return removed
 
 
 def account_id_of(conn: Connection, target: str) -> int:
@@ -82,31 +47,6 @@ def account_id_of(conn: Connection, target: str) -> int:
     if aid is None:
         raise AdminError(f"no account {target!r}")
     return aid
-
-
-def normalise_phones(raw: str | list[str], limit: int | None = None) -> list[str]:
-    """Numbers as accept compares them (11-digit national form); any invalid one refuses them all."""
-    try:
-        parsed = numbers.parse_recipients(raw, limit=limit)
-    except numbers.TooManyRecipients:
-        raise AdminError(f"at most {limit} numbers at once") from None
-    if parsed.invalid:
-        raise BadNumbers(parsed.invalid)
-    return parsed.valid
-
-
-class BadNumbers(AdminError):
-    def __init__(self, invalid: list[str]) -> None:
-        self.shown = ", ".join(invalid[:10]) + (" …" if len(invalid) > 10 else "")
-        super().__init__(f"not a mobile number: {self.shown}")
-
-
-def check_words(items: list[str]) -> list[str]:
-    out = [w.strip() for w in items if w and w.strip()]
-    long = [w for w in out if len(w) > MAX_WORD]
-    if long:
-        raise AdminError(f"words are at most {MAX_WORD} characters: {long[0][:20]}…")
-    return out
 
 
 # -- plumbing ---------------------------------------------------------------------------
