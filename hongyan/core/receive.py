@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, update
 
 from hongyan.channels.base import Inbound, Report
 from hongyan.domain.clock import iso, now_ms, to_ms
@@ -298,19 +298,20 @@ class Receiver:
 
     @staticmethod
     def _insert_mo(conn: Connection, rows: list[tuple]) -> list[int]:
-        """Insert MO rows (``MO_COLUMNS`` order) in one statement per chunk; their ids, in order."""
+        """Insert MO rows (``MO_COLUMNS`` order) with one executemany; their ids, in order."""
+        # Ids are chosen first and inserted with the rows, so one executemany does
+        # it and each MO's id is known in order (INSERT ... RETURNING in row order
+        # is row by row on SQLite and half as fast on PostgreSQL, measured).
         if conn.dialect.name == "sqlite":
-            # SQLite does not promise RETURNING's row order, and SQLAlchemy would
-            # then insert row by row. The writer holds the database's write lock
-            # (BEGIN IMMEDIATE), so the new rows take the ids after the largest.
+            # The writer holds SQLite's write lock (BEGIN IMMEDIATE): nobody else
+            # can take the ids after the largest until this commits.
             first = (conn.execute(select(func.max(mo.c.id))).scalar() or 0) + 1
-            insert_rows(conn, mo, MO_COLUMNS, rows)
-            last = conn.execute(select(func.max(mo.c.id))).scalar()
-            if last != first + len(rows) - 1:
-                raise RuntimeError(f"MO ids {first}..{last} for {len(rows)} rows: another writer inserted MO")
-            return list(range(first, last + 1))
-        return list(conn.execute(insert(mo).returning(mo.c.id, sort_by_parameter_order=True),
-                                 [dict(zip(MO_COLUMNS, r)) for r in rows]).scalars())
+            ids = list(range(first, first + len(rows)))
+        else:
+            ids = list(conn.execute(text("SELECT nextval(pg_get_serial_sequence('mo', 'id')) "
+                                         "FROM generate_series(1, :n)"), {"n": len(rows)}).scalars())
+        insert_rows(conn, mo, ("id", *MO_COLUMNS), [(i, *r) for i, r in zip(ids, rows)])
+        return ids
 
     def _optout(self, conn: Connection, account_id: int) -> OptOut:
         """The account's opt-out words (rule ``optout_words``), cached for a few seconds."""

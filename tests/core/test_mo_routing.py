@@ -137,6 +137,11 @@ def test_a_batch_of_mo_is_one_insert_and_keeps_its_order(env):
         assert payload["mo_id"] == row.id and payload["content"] == row.content and payload["from"] == row.phone
         assert e.account_id == row.account_id == ids["ent100"] and payload["extno"] == row.extno
         assert payload["optout"] is False
+    # The ids were taken the table's own way: a row inserted after them gets a fresh one.
+    with engine.begin() as conn:
+        later = conn.execute(insert(tables.mo).values(channel_id=1, phone="1", dest="1", extno="", content="x",
+                                                      received_at=0)).inserted_primary_key[0]
+    assert later > max(by_mo)
 
 
 def _submission(conn, account_id: int, extno: str, dialect: str, created_at: int, sid: int) -> None:
