@@ -263,8 +263,8 @@ class Receiver:
         """Store MO, act on opt-outs, and write an event for the account each belongs to.
 
         ``items`` pairs each MO with its channel's access code, which the
-        destination number starts with. The MO rows go in with one multi-row
-        insert and the events with another. A reply that is one of the
+        destination number starts with. The MO rows go in with one executemany
+        and the events with another. A reply that is one of the
         account's opt-out words (rule ``optout_words``) puts its sender on the
         account's blacklist in this same transaction, and its event says
         ``"optout": true``. Returns the events written.
