@@ -45,6 +45,10 @@ class ReviewError(AdminError):
     """A review decision that cannot be made, with the reason for the operator."""
 
 
+class NotReviewable(ReviewError):
+    """Every submission named exists, but one is no longer (or never was) waiting for review."""
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     submission_id: int
@@ -140,6 +144,7 @@ def _pending(conn: Connection, submission_ids: list[int], operator: str) -> list
         .where(submissions.c.id.in_(ids)).with_for_update()).all()}
     done = decisions(conn, [i for i in ids if i in rows and rows[i].state != HELD])
     problems = []
+    missing = [sid for sid in ids if sid not in rows]
     for sid in ids:
         row = rows.get(sid)
         if row is None:
@@ -150,7 +155,7 @@ def _pending(conn: Connection, submission_ids: list[int], operator: str) -> list
         elif row.state != HELD:
             problems.append(f"submission {sid} is not held for review (it is {row.state})")
     if problems:
-        raise ReviewError("; ".join(problems) + "; nothing was changed")
+        raise (ReviewError if missing else NotReviewable)("; ".join(problems) + "; nothing was changed")
     return [rows[sid] for sid in ids]
 
 
@@ -159,7 +164,7 @@ def _claim(conn: Connection, sid: int, state: str) -> None:
     moved = conn.execute(update(submissions).where(submissions.c.id == sid, submissions.c.state == HELD)
                          .values(state=state)).rowcount
     if moved != 1:
-        raise ReviewError(f"submission {sid} was decided by someone else meanwhile; nothing was changed")
+        raise NotReviewable(f"submission {sid} was decided by someone else meanwhile; nothing was changed")
 
 
 def _record(conn: Connection, row, decision: str, operator: str, reason: str, count: int, refunded: int,

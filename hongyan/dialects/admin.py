@@ -80,11 +80,14 @@ async def _write(request: Request, fn, *args):
             with conn.begin_nested():
                 return True, fn(conn, *args)
         except AdminError as exc:
-            return False, str(exc)
+            return False, exc
     rt = runtime(request)
     done, value = await rt.writer.run(job)
     if not done:
-        raise ApiError(fail(Code.INVALID_PARAMETER, value))
+        # As for cancelling: a submission in the wrong state is an unsupported
+        # operation, anything else named wrongly an invalid parameter.
+        code = Code.UNSUPPORTED_OPERATION if isinstance(value, review.NotReviewable) else Code.INVALID_PARAMETER
+        raise ApiError(fail(code, str(value)))
     # This process's caches see the change at once; other processes within their poll interval.
     for cache in (getattr(rt.accept, "rulebook", None), getattr(rt.accept, "blacklist", None)):
         if cache is not None:

@@ -165,7 +165,7 @@ async def test_a_decided_submission_cannot_be_decided_again(env):
     b = await held_submission(env, "13900139000")
     with env.engine.begin() as conn:
         review.approve(conn, [a], "cli:ops")
-    with pytest.raises(review.ReviewError, match=f"submission {a} was already approved by cli:ops"):
+    with pytest.raises(review.NotReviewable, match=f"submission {a} was already approved by cli:ops"):
         with env.engine.begin() as conn:
             review.approve(conn, [a], "cli:other")
     # A request naming one decided submission changes none of the others.
@@ -193,8 +193,9 @@ async def test_only_held_submissions_and_a_named_operator(env):
     with env.engine.begin() as conn:
         with pytest.raises(review.ReviewError, match=f"submission {sid} is not held for review"):
             review.approve(conn, [sid], "cli:ops")
-        with pytest.raises(review.ReviewError, match="there is no submission 999999"):
+        with pytest.raises(review.ReviewError, match="there is no submission 999999") as missing:
             review.reject(conn, [999999], "cli:ops", "", env.receiver)
+        assert not isinstance(missing.value, review.NotReviewable)
         with pytest.raises(review.ReviewError, match="say who decides"):
             review.approve(conn, [sid], " ")
         with pytest.raises(review.ReviewError, match="at least one"):

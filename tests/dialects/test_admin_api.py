@@ -193,12 +193,13 @@ async def test_review_list_approve_and_reject(env):
     r = await c.post(f"/v1/admin/review/{a}/approve", headers=env.admin)
     assert r.status_code == 200, r.text
     assert r.json()["decision"] == "approved" and r.json()["state"] == "accepted" and r.json()["messages"] == 2
-    body = error(await c.post(f"/v1/admin/review/{a}/approve", headers=env.admin), 400, "invalid_parameter")
+    body = error(await c.post(f"/v1/admin/review/{a}/approve", headers=env.admin), 400, "unsupported_operation")
     assert "already approved by api:root" in body["detail"]
     r = await c.post(f"/v1/admin/review/{b}/reject", headers=env.admin, json={"reason": "spam"})
     assert r.json()["decision"] == "rejected" and r.json()["refunded"] == 1
-    error(await c.post(f"/v1/admin/review/{b}/reject", headers=env.admin), 400, "invalid_parameter")
-    error(await c.post("/v1/admin/review/987654/approve", headers=env.admin), 400, "invalid_parameter")
+    error(await c.post(f"/v1/admin/review/{b}/reject", headers=env.admin), 400, "unsupported_operation")
+    body = error(await c.post("/v1/admin/review/987654/approve", headers=env.admin), 400, "invalid_parameter")
+    assert "there is no submission 987654" in body["detail"]
     m = (await c.get(f"/v1/submissions/{b}", headers=env.user)).json()
     assert m["state"] == "rejected" and m["messages"][0]["carrier_status"] == "REJECT"
     assert m["messages"][0]["refunded"] is True
