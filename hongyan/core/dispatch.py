@@ -190,7 +190,7 @@ class Dispatcher:
         by_channel: dict[int, list[Outbound]] = {}
         unroutable: list[int] = []
         bad_source: list[int] = []
-        route = self.router.route
+        route = self.router.chooser()   # no await until the batch is handed over
         tried = self._tried
         directory = self.directory
         for r in rows:

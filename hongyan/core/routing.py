@@ -108,11 +108,11 @@ class _Group:
         self.weights = [weighted[c] for c in self.channel_ids]
         self.current = [0] * len(self.channel_ids)
 
-    def pick(self, usable: Callable[[int], bool]) -> int | None:
+    def pick(self, usable: frozenset[int]) -> int | None:
         best, total = -1, 0
         ids, weights, current = self.channel_ids, self.weights, self.current
         for i, cid in enumerate(ids):
-            if not usable(cid):
+            if cid not in usable:
                 continue
             current[i] += weights[i]
             total += weights[i]
@@ -253,11 +253,12 @@ class Router:
         return until is not None and self.clock() < until
 
     # -- choosing ------------------------------------------------------------
-    def route(self, carrier: str, product_id: int | None, account_id: int | None = None,
-              avoid: Iterable[int] = ()) -> Channel | None:
-        """The channel for one message, or None when no channel can take it now.
+    def chooser(self) -> Callable[..., Channel | None]:
+        """``route`` for one batch: which channels are up is read once, up front.
 
-        ``avoid``: channels the message already failed on; used only if nothing else is.
+        Nothing can change a channel's state between calls made in one stretch
+        of code without an ``await`` (channels change it from the event loop),
+        so a batch routed that way sees exactly what per-call checks would.
         """
         channels = self._channels
         suspended = self._suspended
@@ -265,36 +266,45 @@ class Router:
             now = self.clock()
             for cid in [c for c, until in suspended.items() if until <= now]:
                 del suspended[cid]  # the pause is over: try it again (one more failure re-suspends)
-
-        def good(cid: int) -> bool:
-            ch = channels.get(cid)
-            return ch is not None and ch.connected and cid not in suspended and cid not in avoid
-
-        def up(cid: int) -> bool:
-            ch = channels.get(cid)
-            return ch is not None and ch.connected
-
+        up = frozenset(cid for cid, ch in channels.items() if ch.connected)
+        good_base = up.difference(suspended) if suspended else up
         table = self._table
-        if table.routes:
-            groups = table.plan(account_id, product_id, carrier)
-            if groups:
-                for test in (good, up):
-                    for group in groups:
-                        cid = group.pick(test)
-                        if cid is not None:
-                            return channels[cid]
-                return None
-        return self._fallback(product_id, good) or self._fallback(product_id, up)
+        fallback = self._fallback
 
-    def _fallback(self, product_id: int | None, usable: Callable[[int], bool]) -> Channel | None:
+        def choose(carrier: str, product_id: int | None, account_id: int | None = None,
+                   avoid: Iterable[int] = ()) -> Channel | None:
+            good = good_base.difference(avoid) if avoid else good_base
+            if table.routes:
+                groups = table.plan(account_id, product_id, carrier)
+                if groups:
+                    for usable in (good, up):
+                        for group in groups:
+                            cid = group.pick(usable)
+                            if cid is not None:
+                                return channels[cid]
+                    return None
+            return fallback(product_id, good) or fallback(product_id, up)
+        return choose
+
+    def route(self, carrier: str, product_id: int | None, account_id: int | None = None,
+              avoid: Iterable[int] = ()) -> Channel | None:
+        """The channel for one message, or None when no channel can take it now.
+
+        ``avoid``: channels the message already failed on; used only if nothing else is.
+        """
+        return self.chooser()(carrier, product_id, account_id, avoid)
+
+    def _fallback(self, product_id: int | None, usable: frozenset[int]) -> Channel | None:
+        if not usable:
+            return None
         if product_id is not None:
             cid = self._product_channel.get(product_id)
-            if cid is not None and usable(cid):
+            if cid in usable:
                 return self._channels[cid]
-        if self.default_id is not None and usable(self.default_id):
+        if self.default_id in usable:
             return self._channels[self.default_id]
         for cid in self._channels:
-            if usable(cid):
+            if cid in usable:
                 return self._channels[cid]
         return None
 
