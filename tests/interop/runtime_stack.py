@@ -27,8 +27,9 @@ SIGNED = "【鸿雁】"              # the default rules want a signature
 class Stack:
     """What a test needs: ``runtime``, ``sim``, ``engine``, ``user`` and ``port(name)``."""
 
-    def __init__(self, settings) -> None:
+    def __init__(self, settings, mo_dialect: str = "cmpp") -> None:
         self.settings = settings
+        self.mo_dialect = mo_dialect
         self.sim = CmppSimulator(host="127.0.0.1", port=0, accounts={"901234": "sim-secret"}, report_delay=0.05)
         self.runtime = None
         self.engine = None
@@ -43,12 +44,12 @@ class Stack:
         self.user = seed(self.engine, Cipher(s.secret_key), sim_port=self.sim.port, balance=1000,
                          username=USERNAME, extension=EXTENSION)
         with self.engine.begin() as conn:
-            # Replies come back on the customer's session, as reports do.
-            conn.execute(update(accounts).where(accounts.c.username == USERNAME).values(mo_push_dialect="cmpp"))
+            # Replies come back on the customer's session (of this protocol), as reports do.
+            conn.execute(update(accounts).where(accounts.c.username == USERNAME)
+                         .values(mo_push_dialect=self.mo_dialect))
         s.server_host = "127.0.0.1"
         s.cmpp_server_port = 0
-        if hasattr(s, "smpp_server_port"):
-            s.smpp_server_port = 0
+        s.smpp_server_port = 0
         self.runtime = Runtime(s)
         await self.runtime.start()
         return self

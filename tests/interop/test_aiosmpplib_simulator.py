@@ -29,12 +29,14 @@ class Hook(AbstractHook):
 
     def __init__(self) -> None:
         self.messages: list = []
+        self.pdus: list[bytes] = []      # every PDU received, parsed or held back by aiosmpplib
         self.errors: list = []
 
     async def sending(self, smpp_message, pdu, client_id) -> None:
         pass
 
     async def received(self, smpp_message, pdu, client_id) -> None:
+        self.pdus.append(pdu)
         if smpp_message is not None:
             self.messages.append(smpp_message)
 
