@@ -56,6 +56,7 @@ ENQUIRE_INTERVAL = 30.0          # a silent bound customer is probed with enquir
 DELIVER_TIMEOUT = 30.0           # an unanswered deliver_sm goes back to the outbox
 REFUSED_RETRY = 5.0              # a deliver_sm refused with a temporary error is offered again
 LONG_SMS_TIMEOUT = 120.0         # the parts of a long message wait this long for the rest
+UNBIND_WAIT = 1.0                # on stop, how long bound customers get to answer our unbind
 
 # Outcome -> command_status of the submit response. SMPP 3.4 has no code for
 # "no money", so it gets one from the SMSC vendor range (0x400-0x4FF, 5.1.3).
@@ -651,7 +652,8 @@ class SmppServer(SessionServer):
                  max_sessions: int = MAX_SESSIONS_PER_ACCOUNT, window: int = WINDOW,
                  idle_timeout: float = IDLE_TIMEOUT, bind_timeout: float = BIND_TIMEOUT,
                  enquire_interval: float = ENQUIRE_INTERVAL, deliver_timeout: float = DELIVER_TIMEOUT,
-                 refused_retry: float = REFUSED_RETRY, long_sms_timeout: float = LONG_SMS_TIMEOUT) -> None:
+                 refused_retry: float = REFUSED_RETRY, long_sms_timeout: float = LONG_SMS_TIMEOUT,
+                 unbind_wait: float = UNBIND_WAIT) -> None:
         super().__init__(outbox, host=host, port=port, max_sessions=max_sessions,
                          idle_timeout=idle_timeout, window=window)
         self.accept = accept
@@ -660,6 +662,7 @@ class SmppServer(SessionServer):
         self.enquire_interval = enquire_interval
         self.deliver_timeout = deliver_timeout
         self.refused_retry = refused_retry
+        self.unbind_wait = unbind_wait
         # Parts of long messages, per account (a customer may spread them over its
         # sessions, or reconnect between them).
         self.long_parts = Reassembler(long_sms_timeout)
@@ -689,7 +692,7 @@ class SmppServer(SessionServer):
             self._server.close()
         asked = [s for s in list(self.sessions) if s.say_goodbye()]
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 1.0
+        deadline = loop.time() + self.unbind_wait
         while any(s.open for s in asked) and loop.time() < deadline:
             await asyncio.sleep(0.02)
         await super().stop()
