@@ -89,9 +89,8 @@ async def _write(request: Request, fn, *args):
         code = Code.UNSUPPORTED_OPERATION if isinstance(value, review.NotReviewable) else Code.INVALID_PARAMETER
         raise ApiError(fail(code, str(value)))
     # This process's caches see the change at once; other processes within their poll interval.
-    for cache in (getattr(rt.accept, "rulebook", None), getattr(rt.accept, "blacklist", None)):
-        if cache is not None:
-            cache.invalidate()
+    rt.accept.rulebook.invalidate()
+    rt.accept.blacklist.invalidate()
     return value
 
 

@@ -119,10 +119,26 @@ async def test_word_lists(env):
     error(await c.post("/v1/admin/words/block", headers=env.admin, json={"words": ["长" * 65]}),
           400, "invalid_parameter")
     error(await c.post("/v1/admin/words/block", headers=env.admin, json={"words": [" "]}), 400, "missing_parameter")
-    # The accept path sees the new word at once in this process.
     with env.runtime.engine.connect() as conn:
         assert [w for (w,) in conn.execute(select(tables.words.c.word).order_by(tables.words.c.id))] == \
             ["法轮", "贷款"]
+
+
+async def test_changes_apply_to_the_next_request_at_once(env):
+    c = env.client
+    send = {"to": "13800138000", "content": "【鸿雁】赌博网站"}
+    assert (await c.post("/v1/messages", headers=env.user, json=send)).status_code == 200
+    await c.post("/v1/admin/words/block", headers=env.admin, json={"words": ["赌博"]})
+    body = error(await c.post("/v1/messages", headers=env.user, json=send), 422, "content_blocked")
+    assert body["detail"] == "赌博"
+    await c.put("/v1/admin/rules/alice", headers=env.admin, json={"allowed_hours": "00:00:00-00:00:01"})
+    error(await c.post("/v1/messages", headers=env.user, json={**send, "content": "【鸿雁】你好"}),
+          422, "outside_send_window")
+    await c.put("/v1/admin/rules/alice", headers=env.admin, json={"allowed_hours": None})
+    await c.post("/v1/admin/blacklist/platform", headers=env.admin, json={"phones": ["13900139000"]})
+    r = await c.post("/v1/messages", headers=env.user, json={"to": "13900139000", "content": "【鸿雁】你好"})
+    m = (await c.get(f"/v1/messages/{r.json()['messages'][0]['id']}", headers=env.user)).json()
+    assert m["state"] == "failed" and m["carrier_status"] == "MBBLACK"
 
 
 async def test_customer_keeps_its_own_blacklist(env):
