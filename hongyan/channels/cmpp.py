@@ -1,13 +1,10 @@
 """CMPP 2.0 client channel: the SP side of a carrier's ISMG.
 
 Each of ``config.connections`` TCP links binds with CMPP_CONNECT and then runs
-a pump that moves messages from the channel's shared queue onto the wire. Two
-limits hold at all times: at most ``config.window`` unanswered SUBMITs per
-link, and ``config.mps`` SUBMITs per second over all links together.
-
-The hot path is an :class:`asyncio.Protocol` (no streams): everything ready
-in one loop iteration goes out in a single ``transport.write``, and every
-answer in one ``data_received`` chunk is handled before the pump runs again.
+a pump that moves messages from the channel's shared queue onto the wire; the
+links, windows, throttle, reconnects and timeouts are
+:mod:`hongyan.channels.link`. This module says how CMPP logs in, what a
+SUBMIT looks like, and what the gateway's answers mean.
 
 Options read from ``config.options`` (all seconds):
 ``active_test_interval`` (30), ``submit_timeout`` (30), ``stop_timeout`` (3),
@@ -18,16 +15,12 @@ passed into every SUBMIT for gateways that insist on particular values.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import time
-from collections import deque
-from datetime import datetime
 
-from hongyan.channels.base import Channel, ChannelConfig, ChannelEvents, Inbound, Outbound, Report
-from hongyan.channels.throttle import TokenBucket
-from hongyan.domain.segments import Reassembler, concat_udh, decode_payload, encode_chunk, plan, split_udh
+from hongyan.channels.base import ChannelConfig, ChannelEvents, Outbound, Report
+from hongyan.channels.link import LinkChannel, WindowedLink, udh_concat
+from hongyan.domain.segments import concat_udh, encode_chunk, plan
 from hongyan.protocols.cmpp import auth, msgid
 from hongyan.protocols.cmpp.connection import Connection
 from hongyan.protocols.cmpp.constants import CMPP_DELIVER
@@ -53,49 +46,17 @@ CONNECT_STATUS = {
 _SUBMIT_OPTIONS = ("fee_user_type", "fee_type", "fee_code", "msg_level", "valid_time")
 
 
-class _Pending:
-    """One Outbound on its way: which parts the gateway has accepted so far."""
+class _Link(WindowedLink):
+    """One CMPP 2.0 TCP connection slot."""
 
-    __slots__ = ("msg", "ids", "left", "done")
-
-    def __init__(self, msg: Outbound, parts: int) -> None:
-        self.msg = msg
-        self.ids = [0] * parts
-        self.left = parts
-        self.done = False
-
-
-def _done_time(text: str) -> datetime | None:
-    # Done_time is YYMMDDHHMM; some gateways append seconds.
-    try:
-        return datetime(2000 + int(text[0:2]), int(text[2:4]), int(text[4:6]),
-                        int(text[6:8]), int(text[8:10]), int(text[10:12] or 0))
-    except (ValueError, IndexError):
-        return None
-
-
-class _Link(asyncio.Protocol):
-    """One TCP connection slot. The same object serves each reconnect in turn."""
+    codec_error = CmppError
+    state_error = CmppProtocolError
+    keepalive_name = "ACTIVE_TESTs"
 
     def __init__(self, channel: CmppChannel, index: int) -> None:
-        self.ch = channel
-        self.index = index
-        self.wake = asyncio.Event()
-        self.inflight: dict[int, tuple[_Pending, int, float]] = {}
-        self.staged: deque[tuple[int, _Pending, int, bytes]] = deque()
-        self.transport: asyncio.Transport | None = None
-        self.bound = False
+        super().__init__(channel, index)
         self.bound_at = 0.0
-        self.conn = Connection(role="client", version=CMPP2)
-        self.closed: asyncio.Future | None = None
-        self.handshake: asyncio.Future | None = None
         self.auth_source = b""
-        self.last_rx = 0.0
-        self.last_test = 0.0
-        self.tests_unanswered = 0
-        self.terminating = False
-        self._acks: list[bytes] = []
-        self._ack_flush = False
         self._handlers = {
             SubmitResp: self._on_submit_resp,
             Deliver: self._on_deliver,
@@ -106,146 +67,54 @@ class _Link(asyncio.Protocol):
             TerminateResp: self._on_terminate_resp,
         }
 
-    def __repr__(self) -> str:
-        return f"<cmpp link {self.ch.config.name}#{self.index}>"
+    def new_codec(self) -> Connection:
+        return Connection(role="client", version=CMPP2)
 
-    # -- lifecycle -------------------------------------------------------
-    def prepare(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.conn = Connection(role="client", version=CMPP2)
-        self.closed = loop.create_future()
-        self.handshake = loop.create_future()
-        self.bound = False
-        self.terminating = False
-        self.tests_unanswered = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def login(self) -> bytes:
         cfg = self.ch.config
-        now = time.monotonic()
-        self.last_rx = self.last_test = now
         ts = auth.timestamp_now()
-        try:
-            self.auth_source = auth.authenticator_source(cfg.username, cfg.password, ts)
-            pdu = Connect(sequence_id=self.conn.next_sequence(), source_addr=cfg.username,
-                          authenticator=self.auth_source, version=CMPP2, timestamp=ts)
-            data = self.conn.send(pdu)
-        except (CmppError, ValueError) as e:
-            # A configuration no gateway can accept (an SP id over 6 ASCII octets):
-            # say so, and let the back-off keep the retries slow.
-            log.error("%r: cannot build CONNECT for SP id %r: %s", self, cfg.username, e)
-            transport.abort()  # type: ignore[attr-defined]
-            return
-        transport.write(data)  # type: ignore[attr-defined]
+        self.auth_source = auth.authenticator_source(cfg.username, cfg.password, ts)
+        return self.conn.send(Connect(sequence_id=self.conn.next_sequence(), source_addr=cfg.username,
+                                      authenticator=self.auth_source, version=CMPP2, timestamp=ts))
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        was_bound = self.bound
-        self.bound = False
-        self.transport = None
-        if was_bound:
-            if self.terminating:
-                log.info("%r closed", self)
-            else:
-                log.warning("%r lost%s", self, f": {exc}" if exc else "")
-        self.ch._link_down(self)
-        if self.handshake is not None and not self.handshake.done():
-            self.handshake.set_result(False)
-        if self.closed is not None and not self.closed.done():
-            self.closed.set_result(None)
-        self.wake.set()
+    def logout(self) -> bytes:
+        return self.conn.send(Terminate(sequence_id=self.conn.next_sequence()))
 
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
+    def keepalive(self) -> bytes:
+        return self.conn.send(ActiveTest(sequence_id=self.conn.next_sequence()))
 
-    # -- receiving -------------------------------------------------------
-    def data_received(self, data: bytes) -> None:
-        self.last_rx = time.monotonic()
-        self.tests_unanswered = 0
-        conn = self.conn
-        handlers = self._handlers
-        out: list[bytes] = []
-        try:
-            conn.receive_data(data)
-            while True:
-                try:
-                    events = conn.events()
-                except CmppError as e:
-                    if e.fatal:
-                        raise
-                    # One bad PDU: skip it and read on. A DELIVER we cannot
-                    # read is refused so the gateway does not wait for it.
-                    # While our TERMINATE is out, crossing DELIVERs land here
-                    # too; the gateway delivers them again on the next bind.
-                    log.log(logging.INFO if self.terminating else logging.WARNING,
-                            "%r: skipped a PDU the gateway sent: %s", self, e)
-                    if e.command_id == CMPP_DELIVER and e.sequence_id is not None:
-                        out.append(conn.send(DeliverResp(sequence_id=e.sequence_id, msg_id=0, result=1)))
-                    continue
-                if not events:
-                    break
-                for ev in events:
-                    if self.transport is None or self.transport.is_closing():
-                        return  # a handler closed the link; the rest is moot
-                    handler = handlers.get(type(ev))
-                    if handler is None:
-                        log.debug("%r: ignoring %s", self, type(ev).__name__)
-                        continue
-                    try:
-                        handler(ev, out)
-                    except CmppError:
-                        raise
-                    except Exception:
-                        # A failing callback must not take the link down with it.
-                        log.exception("%r: error handling %s", self, type(ev).__name__)
-        except CmppError as e:
-            log.error("%r: gateway sent bad bytes (%s); reconnecting", self, e)
-            self.abort()
-            return
-        if out and self.transport is not None:
-            self.transport.write(b"".join(out))
-        self.wake.set()
+    def answer_bad_pdu(self, err: CmppError) -> bytes | None:
+        # A DELIVER we cannot read is refused so the gateway does not wait for it.
+        if err.command_id == CMPP_DELIVER and err.sequence_id is not None:
+            return self.conn.send(DeliverResp(sequence_id=err.sequence_id, msg_id=0, result=1))
+        return None
 
+    # -- answers ---------------------------------------------------------
     def _on_connect_resp(self, ev: ConnectResp, out: list[bytes]) -> None:
         if ev.status != 0:
             log.error("%r: gateway refused CONNECT: status %d (%s)", self, ev.status,
                       CONNECT_STATUS.get(ev.status, "other error"))
-            if self.handshake is not None and not self.handshake.done():
-                self.handshake.set_result(False)
-            self.abort()
+            self.login_refused()
             return
         expected = auth.authenticator_ismg(ev.status, self.auth_source, self.ch.config.password)
         if ev.authenticator != expected:
             # Several gateways send zeros here; the bind is valid all the same.
             log.debug("%r: AuthenticatorISMG does not match", self)
-        self.bound = True
         self.bound_at = time.monotonic()
         log.info("%r bound to %s:%d", self, self.ch.config.host, self.ch.config.port)
-        if self.handshake is not None and not self.handshake.done():
-            self.handshake.set_result(True)
+        self.logged_in()
 
     def _on_submit_resp(self, ev: SubmitResp, out: list[bytes]) -> None:
         entry = self.inflight.pop(ev.sequence_id, None)
         if entry is None:
             return  # answered after its timeout: the message was already failed
-        pend, idx, _ = entry
-        if pend.done:
-            return
         result = ev.result
-        ch = self.ch
         if result == 0:
-            pend.ids[idx] = ev.msg_id
-            pend.left -= 1
-            if pend.left == 0:
-                pend.done = True
-                ch._open -= 1
-                to_str = msgid.to_str
-                ch.events.sent(pend.msg.message_id, [to_str(i) for i in pend.ids])
+            self.ch.part_accepted(entry, msgid.to_str(ev.msg_id))
         elif result == RESULT_FLOW_CONTROL:
-            ch._bucket.slow_down(time.monotonic())
-            ch._fail(pend, "CMPP:8", True)
+            self.ch.part_refused(entry, "CMPP:8", True, busy=True)
         else:
-            ch._fail(pend, f"CMPP:{result}", False)
+            self.ch.part_refused(entry, f"CMPP:{result}", False)
 
     def _on_deliver(self, ev: Deliver, out: list[bytes]) -> None:
         ch = self.ch
@@ -256,334 +125,61 @@ class _Link(asyncio.Protocol):
             # report: if we die before that, it delivers the report again.
             stat = r.stat
             ch.events.report(Report(ch.config.id, msgid.to_str(r.msg_id), stat, stat == "DELIVRD",
-                                    r.dest_terminal_id, ch._done_at(r.done_time), ack=self._ack_later(resp)))
-        else:
-            ch._on_mo(ev, self._ack_later(resp), out, resp)
-
-    def _ack_later(self, resp: bytes):
-        transport = self.transport
-
-        def ack() -> None:
-            # Only on the connection the DELIVER came on: after a reconnect the
-            # gateway has already queued it again.
-            if transport is None or self.transport is not transport or transport.is_closing():
-                return
-            self._acks.append(resp)
-            if not self._ack_flush:
-                self._ack_flush = True
-                asyncio.get_running_loop().call_soon(self._flush_acks)
-        return ack
-
-    def _flush_acks(self) -> None:
-        self._ack_flush = False
-        acks, self._acks = self._acks, []
-        if acks and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(acks))
+                                    r.dest_terminal_id, ch.done_at(r.done_time), ack=self.ack_later(resp)))
+            return
+        concat, content = udh_concat(ev.msg_content) if ev.tp_udhi else (None, ev.msg_content)
+        if not ch.take_mo(ev.src_terminal_id, ev.dest_id, content, ev.msg_fmt, concat, self.ack_later(resp)):
+            out.append(resp)
 
     def _on_active_test(self, ev: ActiveTest, out: list[bytes]) -> None:
         out.append(self.conn.send(ActiveTestResp(sequence_id=ev.sequence_id)))
 
     def _on_active_test_resp(self, ev: ActiveTestResp, out: list[bytes]) -> None:
-        self.tests_unanswered = 0
+        self.keepalive_answered()
 
     def _on_terminate(self, ev: Terminate, out: list[bytes]) -> None:
         log.info("%r: gateway sent TERMINATE", self)
-        if self.transport is not None:
-            self.transport.write(b"".join(out) + self.conn.send(TerminateResp(sequence_id=ev.sequence_id)))
-            out.clear()
-            self.transport.close()
+        self.close_with(out, self.conn.send(TerminateResp(sequence_id=ev.sequence_id)))
 
     def _on_terminate_resp(self, ev: TerminateResp, out: list[bytes]) -> None:
         if self.transport is not None:
             self.transport.close()
 
-    # -- periodic checks -------------------------------------------------
-    def housekeep(self, now: float, submit_timeout: float, test_interval: float) -> None:
-        if not self.bound or self.terminating or self.transport is None:
-            return
-        if self.inflight:
-            limit = now - submit_timeout
-            late = [seq for seq, (_, _, at) in self.inflight.items() if at < limit]
-            for seq in late:
-                pend = self.inflight.pop(seq)[0]
-                self.ch._fail(pend, "LINK", True)
-            if late:
-                log.warning("%r: %d submits unanswered after %.0f s", self, len(late), submit_timeout)
-                self.wake.set()
-        if now - self.last_rx >= test_interval and now - self.last_test >= test_interval:
-            if self.tests_unanswered >= 3:
-                log.warning("%r: 3 ACTIVE_TESTs unanswered; reconnecting", self)
-                self.abort()
-                return
-            self.last_test = now
-            self.tests_unanswered += 1
-            self.transport.write(self.conn.send(ActiveTest(sequence_id=self.conn.next_sequence())))
 
-
-class CmppChannel(Channel):
+class CmppChannel(LinkChannel):
     """A CMPP 2.0 carrier connection, as many TCP links as configured."""
+
+    link_class = _Link
+    protocol = "cmpp"
+    keepalive_option = "active_test_interval"
 
     def __init__(self, config: ChannelConfig, events: ChannelEvents) -> None:
         super().__init__(config, events)
         opt = config.options
-        self._test_interval = float(opt.get("active_test_interval", 30))
-        self._submit_timeout = float(opt.get("submit_timeout", 30))
-        self._stop_timeout = float(opt.get("stop_timeout", 3))
-        self._connect_timeout = float(opt.get("connect_timeout", 10))
-        self._backoff_initial = float(opt.get("reconnect_initial", 0.5))
-        self._backoff_max = float(opt.get("reconnect_max", 30))
         self._submit_extra = {k: opt[k] for k in _SUBMIT_OPTIONS if k in opt}
-        self._queue: deque[Outbound] = deque()
-        self._open = 0            # messages taken from the queue and not yet resolved
-        self._ref = random.randrange(256)
-        self._reassembler = Reassembler(float(opt.get("mo_timeout", 300)))
-        self._bucket = TokenBucket(config.mps, time.monotonic())
-        self._links = [_Link(self, i) for i in range(max(1, config.connections))]
-        self._tasks: list[asyncio.Task] = []
-        self._running = False
-        self._taking = True       # False once stopped; before start() messages just wait
-        self._rng = random.Random()
-        self._last_done = ("", None)
 
-    # -- Channel interface ----------------------------------------------
-    async def start(self) -> None:
-        if self._running:
-            return
-        self._running = True
-        self._taking = True
-        self._bucket = TokenBucket(self.config.mps, time.monotonic())
-        for link in self._links:
-            self._tasks.append(asyncio.create_task(self._supervise(link), name=f"{link!r} supervisor"))
-            self._tasks.append(asyncio.create_task(self._pump(link), name=f"{link!r} pump"))
-        self._tasks.append(asyncio.create_task(self._housekeeping(), name=f"cmpp {self.config.name} timers"))
-
-    async def stop(self) -> None:
-        if not self._running:
-            return
-        self._taking = False
-        self._running = False     # supervisors stop reconnecting
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._stop_timeout
-        while loop.time() < deadline and any(l.inflight and l.bound for l in self._links):
-            await asyncio.sleep(0.02)
-        closing = []
-        for link in self._links:
-            if link.transport is None:
-                continue
-            try:
-                if not link.bound:
-                    raise CmppProtocolError("not bound")
-                pdu = link.conn.send(Terminate(sequence_id=link.conn.next_sequence()))
-            except CmppProtocolError:
-                link.abort()  # not bound, or the gateway already ended the session
-                continue
-            link.terminating = True
-            link.transport.write(pdu)
-            if link.closed is not None:
-                closing.append(link.closed)
-        if closing:
-            await asyncio.wait(closing, timeout=1.0)
-        for link in self._links:
-            link.abort()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
-        for link in self._links:
-            self._link_down(link)
-        while self._queue:
-            self.events.failed(self._queue.popleft().message_id, "STOPPED", True)
-
-    def send(self, messages: list[Outbound]) -> None:
-        if not self._taking:
-            for m in messages:
-                self.events.failed(m.message_id, "STOPPED", True)
-            return
-        self._queue.extend(messages)
-        for link in self._links:
-            if link.bound:
-                link.wake.set()
-
-    def queued(self) -> int:
-        return len(self._queue) + self._open
-
-    @property
-    def connected(self) -> bool:
-        return any(link.bound for link in self._links)
-
-    # -- internals -------------------------------------------------------
-    def _fail(self, pend: _Pending, status: str, retryable: bool) -> None:
-        if pend.done:
-            return
-        pend.done = True
-        self._open -= 1
-        self.events.failed(pend.msg.message_id, status, retryable)
-
-    def _link_down(self, link: _Link) -> None:
-        """Everything on a link that is gone fails once, retryable."""
-        if link.inflight:
-            pending = [p for p, _, _ in link.inflight.values()]
-            link.inflight.clear()
-            for p in pending:
-                self._fail(p, "LINK", True)
-        while link.staged:
-            self._fail(link.staged.popleft()[1], "LINK", True)
-
-    def _done_at(self, text: str) -> datetime | None:
-        # Reports arrive in runs with the same minute; parse each minute once.
-        last = self._last_done
-        if last[0] == text:
-            return last[1]
-        value = _done_time(text)
-        self._last_done = (text, value)
-        return value
-
-    def _stage(self, link: _Link, msg: Outbound) -> None:
-        """Turn one Outbound into encoded SUBMITs waiting on ``link``."""
+    def encode(self, link: _Link, msg: Outbound) -> list[tuple[int, bytes]]:
         cfg = self.config
-        try:
-            p = plan(msg.text)
-            encoding = p.encoding
-            chunks = p.chunks
-            if not chunks:
-                raise ValueError("empty text")
-            fmt = 8 if encoding == "ucs2" else 0
-            total = len(chunks)
-            pend = _Pending(msg, total)
-            conn = link.conn
-            common = dict(dest_terminal_ids=(msg.phone,), pk_total=total,
-                          registered_delivery=1 if msg.need_report else 0,
-                          service_id=cfg.service_id, msg_fmt=fmt, msg_src=cfg.username,
-                          src_id=msg.source or cfg.access_code, **self._submit_extra)
-            parts = []
-            if total == 1:
-                seq = conn.next_sequence()
-                parts.append((seq, pend, 0, conn.send(Submit(
-                    sequence_id=seq, msg_content=encode_chunk(chunks[0], encoding),
-                    pk_number=1, tp_udhi=0, **common))))
-            else:
-                ref = self._ref
-                self._ref = (ref + 1) & 0xFF
-                for i, chunk in enumerate(chunks):
-                    seq = conn.next_sequence()
-                    content = concat_udh(ref, total, i + 1) + encode_chunk(chunk, encoding)
-                    parts.append((seq, pend, i, conn.send(Submit(
-                        sequence_id=seq, msg_content=content, pk_number=i + 1, tp_udhi=1, **common))))
-        except CmppProtocolError:
-            raise  # the link's state, not the message: the pump reconnects
-        except Exception as e:
-            # A message the segment rules or the codec cannot express never will be sent.
-            log.error("message %d cannot be encoded: %s", msg.message_id, e)
-            self.events.failed(msg.message_id, "ENCODE", False)
-            return
-        self._open += 1
-        link.staged.extend(parts)
-
-    async def _pump(self, link: _Link) -> None:
-        queue = self._queue
-        bucket = self._bucket
-        window = max(1, self.config.window)
-        inflight = link.inflight
-        staged = link.staged
-        wake = link.wake
-        monotonic = time.monotonic
-        while True:
-            room = window - len(inflight)
-            if room <= 0 or not link.bound or not self._taking or not (staged or queue):
-                wake.clear()
-                await wake.wait()
-                continue
-            now = monotonic()
-            n = bucket.take(room, now)
-            if n == 0:
-                await asyncio.sleep(bucket.wait_time())
-                continue
-            out = []
-            try:
-                while len(out) < n:
-                    if not staged:
-                        if not queue:
-                            break
-                        self._stage(link, queue.popleft())
-                        continue
-                    seq, pend, idx, data = staged.popleft()
-                    if pend.done:
-                        continue  # a sibling part already failed the message
-                    inflight[seq] = (pend, idx, now)
-                    out.append(data)
-            except CmppProtocolError as e:
-                log.error("%r: cannot submit (%s); reconnecting", link, e)
-                link.abort()
-            if len(out) < n:
-                bucket.give_back(n - len(out))
-            if out and link.transport is not None:
-                link.transport.write(b"".join(out))
-            # Let the loop read answers before filling the window again.
-            await asyncio.sleep(0)
-
-    async def _supervise(self, link: _Link) -> None:
-        loop = asyncio.get_running_loop()
-        cfg = self.config
-        delay = self._backoff_initial
-        while self._running:
-            link.prepare()
-            try:
-                await asyncio.wait_for(loop.create_connection(lambda: link, cfg.host, cfg.port),
-                                       self._connect_timeout)
-            except (OSError, asyncio.TimeoutError) as e:
-                log.warning("%r: cannot connect to %s:%d: %s", link, cfg.host, cfg.port, e or "timeout")
-            else:
-                try:
-                    ok = await asyncio.wait_for(asyncio.shield(link.handshake), self._connect_timeout)
-                except asyncio.TimeoutError:
-                    log.warning("%r: no CONNECT_RESP within %.0f s", link, self._connect_timeout)
-                    ok = False
-                    link.abort()
-                if ok:
-                    delay = self._backoff_initial
-                    link.wake.set()
-                await link.closed
-            if not self._running:
-                break
-            # Jitter keeps many links (and many SPs) from reconnecting in step.
-            await asyncio.sleep(delay * self._rng.uniform(0.75, 1.25))
-            delay = min(self._backoff_max, delay * 2)
-
-    async def _housekeeping(self) -> None:
-        tick = max(0.05, min(1.0, self._test_interval / 4, self._submit_timeout / 4))
-        while True:
-            await asyncio.sleep(tick)
-            now = time.monotonic()
-            for link in self._links:
-                try:
-                    link.housekeep(now, self._submit_timeout, self._test_interval)
-                except Exception:
-                    log.exception("%r: housekeeping failed", link)
-                    link.abort()
-            # Parts that never completed still reach the core, as far as they go.
-            for (phone, dest, _, _), text in self._reassembler.expire(now):
-                self._deliver_mo(phone, dest, text)
-
-    def _on_mo(self, ev: Deliver, ack, out: list[bytes], resp: bytes) -> None:
-        content = ev.msg_content
-        info = None
-        if ev.tp_udhi:
-            info, content = split_udh(content)
-        phone = ev.src_terminal_id
-        dest = ev.dest_id
-        if info is not None and info.total > 1:
-            text = decode_payload(content, ev.msg_fmt, part=True)
-            text = self._reassembler.add((phone, dest, info.ref, info.total), info.total, info.seq,
-                                         text, time.monotonic())
-            if text is None:
-                # A part is held in memory until its message is whole; it is
-                # answered now, and only the part that completes the message
-                # waits for the commit.
-                out.append(resp)
-                return
-        else:
-            text = decode_payload(content, ev.msg_fmt)
-        self._deliver_mo(phone, dest, text, ack)
-
-    def _deliver_mo(self, phone: str, dest: str, text: str, ack=None) -> None:
-        self.events.mo(Inbound(self.config.id, phone=phone, dest=dest, text=text, ack=ack))
+        p = plan(msg.text)
+        encoding = p.encoding
+        chunks = p.chunks
+        if not chunks:
+            raise ValueError("empty text")
+        total = len(chunks)
+        conn = link.conn
+        common = dict(dest_terminal_ids=(msg.phone,), pk_total=total,
+                      registered_delivery=1 if msg.need_report else 0,
+                      service_id=cfg.service_id, msg_fmt=8 if encoding == "ucs2" else 0,
+                      msg_src=cfg.username, src_id=msg.source or cfg.access_code, **self._submit_extra)
+        if total == 1:
+            seq = conn.next_sequence()
+            return [(seq, conn.send(Submit(sequence_id=seq, msg_content=encode_chunk(chunks[0], encoding),
+                                           pk_number=1, tp_udhi=0, **common)))]
+        ref = self.next_ref()
+        parts = []
+        for i, chunk in enumerate(chunks):
+            seq = conn.next_sequence()
+            content = concat_udh(ref, total, i + 1) + encode_chunk(chunk, encoding)
+            parts.append((seq, conn.send(Submit(sequence_id=seq, msg_content=content, pk_number=i + 1,
+                                                tp_udhi=1, **common))))
+        return parts

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from hongyan.channels.base import Channel, ChannelConfig, ChannelEvents, Inbound, Outbound, Report
+from hongyan.channels.link import QueueIntake
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ class _Throttle:
         return max(0.001, (1.0 - self.tokens) / self.rate)
 
 
-class UpstreamChannel(Channel):
+class UpstreamChannel(QueueIntake, Channel):
     def __init__(self, config: ChannelConfig, events: ChannelEvents, client: DialectClient) -> None:
         super().__init__(config, events)
         opt = config.options
@@ -209,15 +210,9 @@ class UpstreamChannel(Channel):
             await self._http.aclose()
             self._http = None
         self._up = False
-        while self._queue:
-            self.events.failed(self._queue.popleft().message_id, "STOPPED", True)
+        self._fail_queued()
 
-    def send(self, messages: list[Outbound]) -> None:
-        if not self._taking:
-            for m in messages:
-                self.events.failed(m.message_id, "STOPPED", True)
-            return
-        self._queue.extend(messages)
+    def _wake_senders(self) -> None:
         self._wake.set()
 
     def queued(self) -> int:
