@@ -239,3 +239,33 @@ async def test_the_running_server_expires_by_its_setting(settings, monkeypatch):
     finally:
         await runtime.stop()
         engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_two_maintenance_loops_on_postgresql_share_a_backlog_and_refund_each_once(env, monkeypatch):
+    if env.engine.dialect.name != "postgresql":
+        pytest.skip("concurrent nodes share PostgreSQL; SQLite has one writer")
+    import asyncio
+
+    import hongyan.core.maintenance as maintenance_module
+
+    monkeypatch.setattr(maintenance_module, "EXPIRE_BATCH", 20)
+    ids = await sent(env, ",".join(f"1380013{i:04d}" for i in range(90)), 90)
+    assert balance(env) == 10
+    other_writer = Writer(env.engine)      # node B: its own writer thread and connection
+    other_writer.start()
+    try:
+        a = Maintenance(env.writer, env.receiver, 1)
+        b = Maintenance(other_writer, Receiver(env.directory), 2)
+        while True:
+            done = await asyncio.gather(a.expire_unreported(), b.expire_unreported())
+            if sum(done) == 0:
+                break
+    finally:
+        other_writer.stop()
+    assert a.expired + b.expired == 90
+    assert {message(env, m).state for m in ids} == {"expired"}
+    with env.engine.connect() as conn:
+        refunds = [r.message_id for r in conn.execute(select(tables.ledger).where(tables.ledger.c.kind == "refund"))]
+    assert sorted(refunds) == sorted(ids)
+    assert balance(env) == 100 and len(reports(env)) == 90 and ledger_ok(env)
