@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from . import auth, customer, operator, views
+from . import auth, customer, operator, review, views
 from .web import (ConsoleRoute, clear_session, html, key, load_user, read_form, read_session, redirect, runtime,
                   safe_next, set_session)
 
@@ -101,6 +101,7 @@ def stylesheet():
 
 router.include_router(customer.router)
 router.include_router(operator.router)
+router.include_router(review.router)
 
 
 @router.get("/{rest:path}")

@@ -24,7 +24,8 @@ CUSTOMER_NAV = [("dashboard", "/console/dashboard", "Dashboard"), ("send", "/con
                 ("messages", "/console/messages", "Messages"), ("replies", "/console/replies", "Replies"),
                 ("api", "/console/api", "API access")]
 OPERATOR_NAV = [("overview", "/console/ops/", "Overview"), ("accounts", "/console/ops/accounts", "Orgs & accounts"),
-                ("channels", "/console/ops/channels", "Channels"), ("ledger", "/console/ops/ledger", "Ledger check")]
+                ("channels", "/console/ops/channels", "Channels"), ("review", "/console/ops/review", "Review"),
+                ("ledger", "/console/ops/ledger", "Ledger check")]
 
 MESSAGE_STATES = ("held", "scheduled", "queued", "submitting", "submitted", "delivered", "failed", "expired")
 
