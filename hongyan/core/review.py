@@ -70,9 +70,26 @@ class Decision:
 
 # -- listing ---------------------------------------------------------------------
 
+_review_list: tuple[tuple, WordList] | None = None
+
+
 def review_words(conn: Connection) -> WordList:
-    """The review list as it reads now, to say which words a held text contains."""
-    return WordList((), conn.execute(select(words_table.c.word).where(words_table.c.list == "review")).scalars())
+    """The review list as it reads now, to say which words a held text contains.
+
+    Building the automaton for 10,000 words takes about 0.2 s, so the list is
+    kept until the table's review rows change (their count, newest id or time).
+    """
+    global _review_list
+    review_rows = words_table.c.list == "review"
+    stamp = (str(conn.engine.url), *conn.execute(
+        select(func.count(), func.max(words_table.c.id), func.max(words_table.c.created_at))
+        .where(review_rows)).one())
+    cached = _review_list
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    wordlist = WordList((), conn.execute(select(words_table.c.word).where(review_rows)).scalars())
+    _review_list = (stamp, wordlist)
+    return wordlist
 
 
 def matched_words(wordlist: WordList, text: str) -> list[str]:

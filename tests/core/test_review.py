@@ -15,7 +15,7 @@ from hongyan.core import review
 from hongyan.core.accept import AcceptService, SendRequest
 from hongyan.core.accounts import Directory
 from hongyan.core.receive import Receiver
-from hongyan.core.rules import add_words, set_rules
+from hongyan.core.rules import add_words, remove_words, set_rules
 from hongyan.core.secrets import Cipher
 from hongyan.domain.clock import now_ms, to_ms
 from hongyan.store import tables
@@ -269,3 +269,18 @@ async def test_a_text_held_by_accept_is_refunded_on_rejection(stack):  # noqa: F
     assert stack.sim.stats["submits"] == 0
     with rt.engine.connect() as conn:
         assert acc.ledger_mismatches(conn) == []
+
+
+async def test_the_review_words_shown_follow_the_list(env):
+    sid = await held_submission(env, "13800138000", "【鸿雁】低息贷款，本周特价")
+    with env.engine.connect() as conn:
+        assert review.held(conn)[0]["words"] == ["贷款", "特价"]
+    with env.engine.begin() as conn:
+        remove_words(conn, "review", ["贷款"])
+    with env.engine.connect() as conn:
+        assert review.held(conn)[0]["words"] == ["特价"]
+    with env.engine.begin() as conn:
+        add_words(conn, "review", ["低息"])
+    with env.engine.connect() as conn:
+        (item,) = review.held(conn)
+    assert item["submission_id"] == sid and item["words"] == ["低息", "特价"]
