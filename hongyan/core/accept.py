@@ -29,7 +29,7 @@ from hongyan.domain.clock import now_ms, to_ms
 from hongyan.domain.outcomes import Code, Outcome, fail, ok
 from hongyan.store.bulk import insert_rows, update_rows
 from hongyan.store.ids import IdBlocks
-from hongyan.store.tables import balances, ledger, messages, submissions
+from hongyan.store.tables import account_usage, balances, ledger, messages, submissions
 from hongyan.store.writer import Writer, batched
 
 from .accounts import Account, Directory
@@ -385,7 +385,8 @@ class AcceptService:
         amounts = dict(conn.execute(
             select(balances.c.id, balances.c.amount)
             .where(balances.c.id.in_({preps[i].balance_id for i in todo})).with_for_update()).all()) if todo else {}
-        used = self._month_usage(conn, [preps[i] for i in todo])
+        period, used = _month_usage(conn, [preps[i] for i in todo])
+        start_used = dict(used)
         accepted: list[int] = []
         for i in todo:
             p = preps[i]
@@ -407,6 +408,9 @@ class AcceptService:
             return
         touched = {preps[i].balance_id for i in accepted}
         update_rows(conn, balances, ("amount",), "id = ?", [(amounts[b], b) for b in touched])
+        if used != start_used:
+            update_rows(conn, account_usage, ("used",), "account_id = ? AND period = ?",
+                        [(n, a, period) for a, n in used.items() if n != start_used[a]])
 
         now = now_ms()
         sub_ids = self.submission_ids.take(conn, len(accepted))
@@ -446,19 +450,6 @@ class AcceptService:
         if finals:
             self.receiver.finalize(conn, finals, now)
 
-    @staticmethod
-    def _month_usage(conn: Connection, preps: list[_Prepared]) -> dict[int, int]:
-        """Messages (numbers x parts) each account with a monthly quota was accepted this month."""
-        ids = {p.account_id for p in preps if p.rules.monthly_quota}
-        if not ids:
-            return {}
-        start = to_ms(datetime.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0))
-        volume = func.coalesce(func.sum(submissions.c.recipients * submissions.c.parts), 0)
-        return dict(conn.execute(
-            select(submissions.c.account_id, volume)
-            .where(submissions.c.account_id.in_(ids), submissions.c.created_at >= start,
-                   submissions.c.state != "cancelled")
-            .group_by(submissions.c.account_id)).all())
 
     def _idempotency(self, conn: Connection, preps: list[_Prepared],
                      results: list) -> tuple[list[int], list[tuple[int, int]]]:
@@ -496,3 +487,32 @@ class AcceptService:
                   parts=row.parts, cost=row.cost, balance=bal, invalid=[],
                   scheduled_at=row.scheduled_at, replayed=True)
 
+
+def _month_usage(conn: Connection, preps: list[_Prepared]) -> tuple[str, dict[int, int]]:
+    """This month and what each account with a monthly quota has used of it (rows locked).
+
+    The running count lives in ``account_usage``: one row read per account and
+    batch. An account's first request of the month (or since its quota was
+    set) counts the month's submissions once to start the row.
+    """
+    now = datetime.now()
+    period = now.strftime("%Y%m")
+    ids = {p.account_id for p in preps if p.rules.monthly_quota}
+    if not ids:
+        return period, {}
+    used = dict(conn.execute(
+        select(account_usage.c.account_id, account_usage.c.used)
+        .where(account_usage.c.account_id.in_(ids), account_usage.c.period == period).with_for_update()).all())
+    missing = ids - set(used)
+    if missing:
+        start = to_ms(now.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
+        volume = func.coalesce(func.sum(submissions.c.recipients * submissions.c.parts), 0)
+        counted = dict(conn.execute(
+            select(submissions.c.account_id, volume)
+            .where(submissions.c.account_id.in_(missing), submissions.c.created_at >= start,
+                   submissions.c.state != "cancelled")
+            .group_by(submissions.c.account_id)).all())
+        rows = [{"account_id": a, "period": period, "used": int(counted.get(a, 0))} for a in missing]
+        conn.execute(account_usage.insert(), rows)
+        used.update({r["account_id"]: r["used"] for r in rows})
+    return period, used

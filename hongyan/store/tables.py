@@ -275,6 +275,15 @@ account_rules = Table(
     Column("updated_at", BigInteger, nullable=False),
 )
 
+# Messages (numbers x parts) accepted per account per calendar month, kept for
+# the accounts that have a monthly quota: the quota check reads one row.
+account_usage = Table(
+    "account_usage", metadata,
+    Column("account_id", Integer, primary_key=True, autoincrement=False),
+    Column("period", String(6), primary_key=True),      # YYYYMM, server local time
+    Column("used", BigInteger, nullable=False, default=0),
+)
+
 # Numbers that must not be sent to: account_id 0 is the platform's list.
 blacklist = Table(
     "blacklist", metadata,
