@@ -13,8 +13,8 @@ unanswered per session.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
+import re
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -126,6 +126,10 @@ _CODECS = {1: "ascii", 3: "latin-1", 5: "shift_jis", 6: "iso8859_5", 7: "iso8859
            10: "iso2022_jp", 14: "euc_kr", 15: "gbk"}
 
 
+# C0 controls other than TAB, LF, FF and CR: meaningless in IA5 text, GSM characters as septets.
+_GSM_ONLY_CONTROLS = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f]")
+
+
 def gsm_decode(data: bytes) -> str:
     """Unpacked GSM 03.38 septets to text; an unknown escape reads as its base character."""
     out = []
@@ -179,6 +183,11 @@ def decode_text(data: bytes, dc: int, *, part: bool = False) -> str:
             return gsm_decode(data)
         # Octets above 0x7F are no GSM septets: most likely Chinese sent with data_coding 0.
         return decode_payload(data, 0)
+    if alphabet == "ascii" and _GSM_ONLY_CONTROLS.search(data):
+        # IA5 text has no use for these controls, while GSM septets such as '@' (0x00),
+        # '$' (0x02) and '_' (0x11) are exactly these octets: some client libraries
+        # (node-smpp) encode with the GSM table and label the result IA5.
+        return gsm_decode(data) if data.isascii() else decode_payload(data, 0)
     if alphabet == "ucs2":
         return decode_payload(data, 8, part=part)
     if alphabet == "gbk":
@@ -242,6 +251,40 @@ def receipt_err(delivered: bool, carrier_status: str | None) -> str:
         return "000"
     digits = "".join(ch for ch in carrier_status or "" if ch.isdigit())
     return digits[-3:].rjust(3, "0") if digits and int(digits) else "001"
+
+
+# What a submit asked of its receipts travels with the submission as its client
+# reference: "smpp;rd=<registered_delivery>" and, for a long message, the parts'
+# ids (";parts=<first id>,<parts>,<the part that completed it>"), so the receipt
+# can go out once per part. The common case (one part, receipts wanted) needs none.
+_REF_PREFIX = "smpp;"
+
+
+def receipt_ref(registered_delivery: int, parts: tuple[int, int, int] | None = None) -> str | None:
+    rd = 1 if registered_delivery == 3 else registered_delivery   # 3 is reserved: as 1
+    if rd == 1 and parts is None:
+        return None
+    ref = f"{_REF_PREFIX}rd={rd}"
+    return ref + (";parts={},{},{}".format(*parts) if parts is not None else "")
+
+
+def read_receipt_ref(ref: str | None) -> tuple[int, tuple[int, int, int] | None]:
+    """(registered_delivery, parts) from a submission's client reference; a reference
+    that is not ours (a submission from another front door) wants every receipt."""
+    if not ref or not ref.startswith(_REF_PREFIX):
+        return 1, None
+    rd, parts = 1, None
+    for field in ref[len(_REF_PREFIX):].split(";"):
+        name, _, value = field.partition("=")
+        try:
+            if name == "rd":
+                rd = int(value)
+            elif name == "parts":
+                first, total, last = (int(v) for v in value.split(","))
+                parts = (first, total, last)
+        except ValueError:
+            log.warning("smpp server: unreadable receipt reference %r", ref)
+    return rd, parts
 
 
 def _address(text: object) -> str:
@@ -400,19 +443,25 @@ class _Session(Session):
             log.info("%r: refused %s: %s", self, type(ev).__name__, r)
             out.append(self.conn.send(resp_cls(ev.sequence_number, r.status)))
             return
-        if part is not None:
+        receipts = ev.registered_delivery & 0x03
+        if part is None:
+            req.client_ref = receipt_ref(receipts)
+        else:
             key, total, seq, text = part
             refusal = self._part_refusal(req)
             if refusal is not None:
                 out.append(self.conn.send(resp_cls(ev.sequence_number, status_for(refusal))))
                 return
+            first = server.part_ids(key, total)
             whole = server.long_parts.add(key, total, seq, text, time.monotonic())
             if whole is None:
                 # Earlier parts are answered at once (a customer may wait for each answer
-                # before the next part); the message is accepted with its last part.
-                out.append(self.conn.send(resp_cls(ev.sequence_number, 0, server.part_id())))
+                # before the next part); the message is accepted with the part that completes it.
+                out.append(self.conn.send(resp_cls(ev.sequence_number, 0, str(first + seq - 1))))
                 return
+            server.long_ids.pop(key, None)
             req.content = whole
+            req.client_ref = receipt_ref(receipts, (first, total, seq))
         self.submits += 1
         self.spawn(self._submit(ev, resp_cls, req))
 
@@ -550,6 +599,9 @@ class _Session(Session):
 
     def encode_event(self, item: dict) -> tuple[list[int], bytes]:
         pdus = self._delivers_for(item)
+        if not pdus:
+            self.server.ack(item["id"])   # nothing to send: done as it is
+            return [], b""
         data = b"".join(self.conn.send(p) for p in pdus)
         now = time.monotonic()
         seqs = [p.sequence_number for p in pdus]
@@ -562,15 +614,24 @@ class _Session(Session):
         if item["kind"] == "report":
             sid = str(item["submission_id"])
             delivered = item.get("status") == "delivered"
+            receipts, parts = read_receipt_ref(item.get("client_ref"))
+            if receipts == 0 or (receipts == 2 and delivered):
+                return []   # registered_delivery asked for no receipt (or for failures only)
+            ids = [sid]
+            if parts is not None:
+                # One receipt per submit_sm, as an SMSC sends for each part it took.
+                first, total, last = parts
+                ids = [sid if seq == last else str(first + seq - 1) for seq in range(1, total + 1)]
             stat, state = receipt_state(item.get("status"), item.get("carrier_status"))
-            text = format_receipt(Receipt(
-                message_id=sid, stat=stat, submit_date=_stamp(item.get("submitted_at")),
-                done_date=_stamp(item.get("done_at")), sub="001", dlvrd="001" if delivered else "000",
-                err=receipt_err(delivered, item.get("carrier_status"))))
+            common = dict(stat=stat, submit_date=_stamp(item.get("submitted_at")),
+                          done_date=_stamp(item.get("done_at")), sub="001", dlvrd="001" if delivered else "000",
+                          err=receipt_err(delivered, item.get("carrier_status")))
             return [DeliverSm(conn.next_sequence(), source_addr=_address(item.get("to")),
                               destination_addr=_address(self.account.extension),
-                              esm_class=EsmClass.DELIVERY_RECEIPT, short_message=text,
-                              tlvs=(Tlv(Tag.RECEIPTED_MESSAGE_ID, sid), Tlv(Tag.MESSAGE_STATE, state)))]
+                              esm_class=EsmClass.DELIVERY_RECEIPT,
+                              short_message=format_receipt(Receipt(message_id=mid, **common)),
+                              tlvs=(Tlv(Tag.RECEIPTED_MESSAGE_ID, mid), Tlv(Tag.MESSAGE_STATE, state)))
+                    for mid in ids]
         text = str(item.get("content") or "")
         p = plan(text)
         chunks = p.chunks or ("",)
@@ -666,22 +727,28 @@ class SmppServer(SessionServer):
         # Parts of long messages, per account (a customer may spread them over its
         # sessions, or reconnect between them).
         self.long_parts = Reassembler(long_sms_timeout)
-        self._part_ids = itertools.count()
+        self.long_ids: dict[tuple, int] = {}      # long message -> the first of its parts' ids
+        # Part ids: bit 62 set (never a submission id), then the start time in ms and a
+        # counter, so ids stay unique across restarts and between processes.
+        self._next_part_id = (1 << 62) | (now_ms() & ((1 << 41) - 1)) << 20
         self.submitted = 0        # submissions accepted
 
     def make_session(self) -> _Session:
         return _Session(self)
 
-    def part_id(self) -> str:
-        """The message_id of a part that does not complete a long message.
-
-        No receipt carries it (the message's receipt carries the last part's id), so it
-        only has to be unique and never equal a submission id: bit 62 set, then the
-        time in ms and a counter."""
-        return str((1 << 62) | (now_ms() & ((1 << 41) - 1)) << 20 | next(self._part_ids) & 0xFFFFF)
+    def part_ids(self, key: tuple, total: int) -> int:
+        """The first of the ``total`` consecutive message_ids kept for a long message's parts
+        (part n answers with first + n - 1, except the part that completes the message,
+        which answers with the submission id)."""
+        first = self.long_ids.get(key)
+        if first is None:
+            first = self.long_ids[key] = self._next_part_id
+            self._next_part_id += total
+        return first
 
     def expire_long_parts(self, now: float) -> None:
         for key, _text in self.long_parts.expire(now):
+            self.long_ids.pop(key, None)
             # The customer never sent the rest, so it never got the message's id:
             # nothing was accepted or charged.
             log.warning("smpp server: long message %r incomplete after %.0f s; dropped",

@@ -25,7 +25,8 @@ from hongyan.protocols.smpp.wire import HEADER
 from hongyan.runtime import Runtime
 from hongyan.servers.outbox import Outbox
 from hongyan.servers.smpp import (
-    ESME_RNOBALANCE, SmppServer, decode_text, gsm_encode, parse_time, status_for,
+    ESME_RNOBALANCE, SmppServer, decode_text, gsm_encode, parse_time, read_receipt_ref, receipt_ref,
+    status_for,
 )
 from hongyan.store.db import make_engine, migrate
 from hongyan.store.tables import events, messages, submissions
@@ -308,6 +309,8 @@ def test_text_and_time_helpers():
     assert decode_text("中文".encode("gbk"), 0) == "中文"      # GBK sent as data_coding 0
     assert decode_text("中文".encode("gbk"), 15) == "中文"
     assert decode_text(b"\xe9", 3) == "é"
+    assert decode_text(b"a@b_c", 1) == "a@b_c"                  # IA5 as it is
+    assert decode_text(gsm_encode("a@b_c"), 1) == "a@b_c"       # GSM septets labelled IA5
     with pytest.raises(ValueError):
         decode_text(b"\x01", 4)
     assert parse_time("261202103000000+") == parse_time("261202113000004+")   # +1 h in quarter hours
@@ -338,6 +341,32 @@ async def test_long_sms_becomes_one_submission(front, style):
     assert sub.content == LONG and sub.parts == 2
     assert answers[-1].message_id == str(sub.id)
     assert len({a.message_id for a in answers}) == len(answers)     # early parts get ids of their own
+    # The receipt goes out once for every submit_sm the customer sent, with its id.
+    _add_events(front.engine, front.user["id"], [("report", {**_report(sub.id), "client_ref": sub.client_ref})])
+    receipts = [await esme.recv() for _ in answers]
+    assert [find_tlv(r.tlvs, Tag.RECEIPTED_MESSAGE_ID) for r in receipts] == [a.message_id for a in answers]
+    assert [parse_receipt(r.short_message).message_id for r in receipts] == [a.message_id for a in answers]
+    for r in receipts:
+        await esme.send(DeliverSmResp(r.sequence_number))
+    await until(lambda: [r.push_state for r in _rows(front.engine, events)] == ["done"], 5)
+
+
+async def test_registered_delivery_decides_which_receipts_go_out(front):
+    esme = await Esme.connect(front.port)
+    await esme.bind(front.user)
+    ids = [(await esme.submit(registered_delivery=rd)).message_id for rd in (0, 2, 2, 1)]
+    subs = {str(r.id): r for r in _rows(front.engine, submissions)}
+    outcomes = [("delivered", "DELIVRD"), ("delivered", "DELIVRD"), ("failed", "UNDELIV"), ("delivered", "DELIVRD")]
+    _add_events(front.engine, front.user["id"], [
+        ("report", {**_report(int(i), st, cs), "client_ref": subs[i].client_ref}) for i, (st, cs) in zip(ids, outcomes)])
+    got = [await esme.recv(), await esme.recv()]
+    await asyncio.sleep(0.3)
+    assert esme.queue == []
+    # none asked for (0), a success when only failures were (2): done without a deliver_sm
+    assert [find_tlv(r.tlvs, Tag.RECEIPTED_MESSAGE_ID) for r in got] == [ids[2], ids[3]]
+    for r in got:
+        await esme.send(DeliverSmResp(r.sequence_number))
+    await until(lambda: [r.push_state for r in _rows(front.engine, events)] == ["done"] * 4, 5)
 
 
 async def test_long_sms_parts_may_come_on_different_sessions(front):
@@ -350,6 +379,16 @@ async def test_long_sms_parts_may_come_on_different_sessions(front):
     last = await two.submit(data_coding=8, esm_class=0x40, short_message=concat_udh(9, 2, 2) + body[134:])
     [sub] = _rows(front.engine, submissions)
     assert last.message_id == str(sub.id) and sub.content == LONG
+
+
+def test_receipt_reference_round_trip():
+    assert receipt_ref(1) is None and read_receipt_ref(None) == (1, None)
+    assert read_receipt_ref(receipt_ref(0)) == (0, None)
+    assert read_receipt_ref(receipt_ref(3)) == (1, None)
+    parts = ((1 << 62) + (1 << 61) + 12345, 255, 255)
+    ref = receipt_ref(2, parts)
+    assert len(ref) <= 64 and read_receipt_ref(ref) == (2, parts)
+    assert read_receipt_ref("order-17") == (1, None)      # a reference from another front door
 
 
 # -- deliveries -------------------------------------------------------------------
