@@ -15,6 +15,7 @@ CARRIER_CLIENTS = {
     "cmpp2": ("cmpp", "CmppChannel"),
     "smpp": ("smpp", "SmppChannel"),
     "smgp": ("smgp", "SmgpChannel"),
+    "sgip": ("sgip", "SgipChannel"),
 }
 ALIASES = {"cmpp": "cmpp2"}
 
@@ -34,6 +35,7 @@ SIMULATORS = {
     "cmpp2": ("simulator", "CmppSimulator"),
     "smpp": ("sim_smpp", "SmppSimulator"),
     "smgp": ("sim_smgp", "SmgpSimulator"),
+    "sgip": ("sim_sgip", "SgipSimulator"),   # also sp_host/sp_port: where it delivers
 }
 
 PROTOCOLS = (*CARRIER_CLIENTS, *UPSTREAM_CLIENTS)

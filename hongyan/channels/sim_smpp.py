@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 
+from hongyan.channels.sim_base import SimSession, Simulator
 from hongyan.domain.segments import concat_udh, encode_chunk, plan
 from hongyan.protocols.smpp.connection import Connection
 from hongyan.protocols.smpp.constants import ESM_UDHI, CommandStatus, EsmClass
@@ -32,36 +32,10 @@ _BIND_RESP = {BindTransceiver: BindTransceiverResp, BindTransmitter: BindTransmi
               BindReceiver: BindReceiverResp}
 
 
-class _Session(asyncio.Protocol):
+class _Session(SimSession):
     def __init__(self, sim: SmppSimulator) -> None:
-        self.sim = sim
+        super().__init__(sim)
         self.conn = Connection("smsc")
-        self.transport = None
-        self.bound = False
-        self.open = False
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        self.open = True
-        self.sim.stats["accepted"] += 1
-        self.sim._sessions.add(self)
-
-    def connection_lost(self, exc) -> None:
-        self.open = False
-        self.transport = None
-        self.sim._sessions.discard(self)
-        if self.bound:
-            self.bound = False
-            self.sim.stats["connections"] -= 1
-
-    def close(self, abort: bool = False) -> None:
-        if self.transport is not None:
-            self.transport.abort() if abort else self.transport.close()
-        self.open = False
-
-    def write(self, data: bytes) -> None:
-        if self.transport is not None and self.open:
-            self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
         out: list[bytes] = []
@@ -90,7 +64,7 @@ class _Session(asyncio.Protocol):
     def _handle(self, ev, out: list[bytes]) -> None:
         sim = self.sim
         if type(ev) in _BIND_RESP:
-            ok = sim.accounts is None or sim.accounts.get(ev.system_id, object()) in (ev.password, None)
+            ok = sim.password_ok(ev.system_id, ev.password)
             status = 0 if ok else CommandStatus.ESME_RINVPASWD
             resp = _BIND_RESP[type(ev)](ev.sequence_number, command_status=status, system_id="HYSIM")
             if not ok:
@@ -99,20 +73,16 @@ class _Session(asyncio.Protocol):
                 self.close()
                 return
             out.append(self.conn.send(resp))
-            self.bound = True
-            sim.stats["connections"] += 1
+            self.bind()
         elif isinstance(ev, SubmitSm):
-            sim._count += 1
-            sim.stats["submits"] += 1
             sim.submitted.append(ev)
-            if sim._drop_at and sim._count >= sim._drop_at:
-                sim._drop_at = 0
+            fault = sim.fault()
+            if fault == "drop":
                 self.write(b"".join(out))
                 out.clear()
                 self.close(abort=True)
                 return
-            if sim._fc_every and sim._count % sim._fc_every == 0:
-                sim.stats["refused"] += 1
+            if fault == "busy":
                 out.append(self.conn.send(SubmitSmResp(ev.sequence_number,
                                                        command_status=CommandStatus.ESME_RTHROTTLED)))
                 return
@@ -134,62 +104,20 @@ class _Session(asyncio.Protocol):
             self.close()
 
 
-class SmppSimulator:
+class SmppSimulator(Simulator):
     """An SMPP 3.4 SMSC. ``accounts`` maps system_id to password (None: any)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 2775,
                  accounts: dict[str, str | None] | None = None, report_delay: float = 0.5,
                  fail_rate: float = 0.0, seed: int | None = None, **_ignored) -> None:
-        self.host = host
-        self._port = port
-        self.accounts = accounts
-        self.report_delay = report_delay
-        self.fail_rate = fail_rate
-        self.stats = {"connections": 0, "accepted": 0, "auth_failures": 0, "submits": 0,
-                      "refused": 0, "reports_sent": 0, "mo_sent": 0, "acked": 0, "bad_pdus": 0}
+        super().__init__(host, port, accounts, report_delay, fail_rate, seed)
         self.submitted: list[SubmitSm] = []
         self.mo_style = "udh"     # or "sar": how inject_mo marks long MO parts
-        self._rng = random.Random(seed)
-        self._server = None
-        self._sessions: set[_Session] = set()
-        self._count = 0
-        self._drop_at = 0
-        self._fc_every = 0
         self._next_id = 0x1000
         self._mo_ref = 0
 
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Session(self), self.host, self._port)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for s in list(self._sessions):
-            s.close(abort=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
-
-    @property
-    def port(self) -> int:
-        if self._server is not None and self._server.sockets:
-            return self._server.sockets[0].getsockname()[1]
-        return self._port
-
-    def drop_after(self, n: int) -> None:
-        """Cut the connection carrying the n-th submit from now, unanswered. Once."""
-        self._drop_at = self._count + n if n > 0 else 0
-
-    def flow_control_every(self, k: int) -> None:
-        """Answer every k-th submit with ESME_RTHROTTLED; 0 turns it off."""
-        self._fc_every = max(0, k)
-
-    def _live(self) -> _Session | None:
-        for s in self._sessions:
-            if s.open and s.bound:
-                return s
-        return None
+    def new_session(self) -> _Session:
+        return _Session(self)
 
     def _report(self, session: _Session, ev: SubmitSm, mid: str, stat: str) -> None:
         if not session.open:
