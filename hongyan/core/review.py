@@ -176,10 +176,10 @@ def _pending(conn: Connection, submission_ids: list[int], operator: str) -> list
     return [rows[sid] for sid in ids]
 
 
-def _claim(conn: Connection, sid: int, state: str) -> None:
+def _claim(conn: Connection, sid: int, state: str, **values) -> None:
     """Move the submission out of ``held``; a decision made meanwhile by someone else refuses this one."""
     moved = conn.execute(update(submissions).where(submissions.c.id == sid, submissions.c.state == HELD)
-                         .values(state=state)).rowcount
+                         .values(state=state, **values)).rowcount
     if moved != 1:
         raise NotReviewable(f"submission {sid} was decided by someone else meanwhile; nothing was changed")
 
@@ -209,7 +209,8 @@ def approve(conn: Connection, submission_ids: list[int], operator: str, *, now: 
         if hours:
             due = max(due, to_ms(next_open(parse_hours(hours), datetime.fromtimestamp(due / 1000))))
         state = "scheduled" if due > now else "accepted"
-        _claim(conn, row.id, state)
+        # A scheduled submission says when, as accept writes one.
+        _claim(conn, row.id, state, **({"scheduled_at": due} if state == "scheduled" else {}))
         count = conn.execute(update(messages).where(messages.c.submission_id == row.id,
                                                     messages.c.state == HELD)
                              .values(state="queued", due_at=due)).rowcount

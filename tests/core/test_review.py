@@ -132,6 +132,8 @@ async def test_approval_outside_the_allowed_hours_waits_for_them(env):
     assert d.state == "scheduled" and d.due_at == to_ms(opens)
     (m,) = rows(env.engine, tables.messages, submission_id=sid)
     assert m.state == "queued" and m.due_at == to_ms(opens)
+    (sub,) = rows(env.engine, tables.submissions, id=sid)
+    assert sub.state == "scheduled" and sub.scheduled_at == to_ms(opens)
 
 
 async def test_reject_refunds_under_every_policy_and_reports_reject(env):
