@@ -228,10 +228,11 @@ class _Inbound(PduLink):
     def _on_deliver(self, ev: Deliver, out: list[bytes]) -> None:
         resp = self.conn.send(DeliverResp(ev.sequence_number, Result.OK))
         concat, content = udh_concat(ev.message_content) if ev.tp_udhi else (None, ev.message_content)
-        if not self.ch.take_mo(national(ev.user_number), ev.sp_number, content, ev.message_coding,
-                               concat, self._held(resp)):
-            self.unacked -= 1   # a held part of a long MO is answered now
-            out.append(resp)
+        if self.ch.take_mo(national(ev.user_number), ev.sp_number, content, ev.message_coding,
+                           concat, self._held(resp)):
+            self.unacked += 1
+        else:
+            out.append(resp)    # a part held until its long MO is whole is answered now
 
     def _on_report(self, ev: SgipReport, out: list[bytes]) -> None:
         resp = self.conn.send(ReportResp(ev.sequence_number, Result.OK))
@@ -245,6 +246,7 @@ class _Inbound(PduLink):
         # The SMG hears "got it" only once the core has committed the report.
         ch.events.report(Report(ch.config.id, carrier_id(ev.submit_sequence_number), status, delivered,
                                 national(ev.user_number), None, ack=self._held(resp)))
+        self.unacked += 1
 
     def _on_userrpt(self, ev: UserRpt, out: list[bytes]) -> None:
         # A subscriber cancelled, was suspended or resumed; Hongyan keeps no
@@ -266,7 +268,7 @@ class _Inbound(PduLink):
             self.transport.close()
 
     def _held(self, resp: bytes):
-        self.unacked += 1
+        # Counted in ``unacked`` by the caller once the core has taken it.
         ack = self.ack_later(resp)
         done = False
 

@@ -257,3 +257,35 @@ async def test_smg_unbind_waits_for_held_answers():
         await until(lambda: back.transport is None)  # Unbind_Resp after the answer, then closed
     finally:
         await _close(sim, ch)
+
+
+def test_channel_add_sgip_from_the_cli(settings, tmp_path):
+    import orjson
+    from click.testing import CliRunner
+    from sqlalchemy import select
+
+    from hongyan.cli import main
+    from hongyan.config import write_config
+    from hongyan.store import tables
+    from hongyan.store.db import make_engine
+
+    config = tmp_path / "hongyan.toml"
+    write_config(str(config), {"database_url": settings.database_url, "secret_key": settings.secret_key})
+    done = CliRunner().invoke(main, ["--config", str(config), "channel", "add", "unicom", "--protocol", "sgip",
+                                     "--host", "10.1.2.3", "--port", "8801", "--username", LOGIN,
+                                     "--password", SECRET, "--access-code", "10655",
+                                     "--option", "listen_port=9100", "--option", f"node_id={NODE}",
+                                     "--option", "corp_id=12345"])
+    assert done.exit_code == 0, done.output
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(select(tables.channels).where(tables.channels.c.name == "unicom")).one()
+    finally:
+        engine.dispose()
+    assert row.protocol == "sgip"
+    # Options arrive as text, as the runtime reads them back.
+    cfg = ChannelConfig(id=row.id, name=row.name, protocol=row.protocol, host=row.host, port=row.port,
+                        username=row.username, password=SECRET, options=orjson.loads(row.options))
+    ch = make_channel(cfg, Recorder().events)
+    assert isinstance(ch, SgipChannel) and ch.listen_port == 9100 and ch._node_id == NODE
