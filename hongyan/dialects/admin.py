@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from sqlalchemy import Connection, func, select
 
 from hongyan.core import blacklist as bl
@@ -29,14 +29,16 @@ from hongyan.core.rules_admin import (MAX_WORD, BadNumbers, check_words, normali
 from hongyan.domain.clock import iso
 from hongyan.domain.outcomes import Code, fail
 from hongyan.store.tables import accounts, blacklist, words
-from hongyan.web import JSON
+from hongyan.web import JSON, read_body
 
-from .rest import ApiError, Caller, account, runtime
+from .rest import ApiError, Caller, account, runtime, validation_outcome
 
 router = APIRouter(prefix="/v1", default_response_class=JSON)
 
 PLATFORM = "platform"
 MAX_ITEMS = 50_000      # words or numbers in one request
+# Bodies are read up to this size and no further (50,000 numbers take about 1 MB).
+MAX_BODY = 4 * 1024 * 1024
 
 
 def account_id_of(conn: Connection, target: str) -> int:
@@ -128,6 +130,30 @@ class Reject(BaseModel):
     reason: str = Field("", max_length=500, description="Why: kept in the review record and the messages' note.")
 
 
+async def _body(request: Request, adapter: TypeAdapter, *, optional: bool = False):
+    """The JSON body, validated; read no further than ``MAX_BODY`` bytes."""
+    raw = await read_body(request, MAX_BODY)
+    if raw is None:
+        raise ApiError(fail(Code.INVALID_PARAMETER, f"the body is larger than {MAX_BODY} bytes"))
+    if optional and not raw.strip():
+        raw = b"{}"
+    try:
+        return adapter.validate_json(raw)
+    except ValidationError as exc:
+        raise ApiError(validation_outcome(exc.errors())) from None
+
+
+def _documented(model: type[BaseModel] | None, description: str = "", required: bool = True) -> dict:
+    schema = model.model_json_schema() if model else {"type": "object", "additionalProperties": True}
+    if description:
+        schema["description"] = description
+    return {"requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}}
+
+
+PHONES, PHONES_OUT, WORDS, REJECT = (TypeAdapter(m) for m in (Phones, PhonesOut, Words, Reject))
+RULES = TypeAdapter(dict[str, Any])
+
+
 def _too_many(items) -> None:
     if len(items) > MAX_ITEMS:
         raise ApiError(fail(Code.INVALID_PARAMETER, f"at most {MAX_ITEMS} items in one request"))
@@ -161,16 +187,18 @@ async def my_blacklist(request: Request, caller: Caller, after: int = Query(0, g
     return await _read(request, _entries, caller.id, after, limit)
 
 
-@router.post("/blacklist", summary="Add numbers to this account's blacklist")
-async def my_blacklist_add(request: Request, caller: Caller, body: Phones):
+@router.post("/blacklist", summary="Add numbers to this account's blacklist", openapi_extra=_documented(Phones))
+async def my_blacklist_add(request: Request, caller: Caller):
+    body = await _body(request, PHONES)
     phones = _phones(body.phones)
     added = await _write(request, bl.add, caller.id, phones, "manual", body.note)
     return {"added": added, "phones": phones}
 
 
-@router.delete("/blacklist", summary="Remove numbers from this account's blacklist")
-async def my_blacklist_remove(request: Request, caller: Caller, body: PhonesOut):
-    phones = _phones(body.phones)
+@router.delete("/blacklist", summary="Remove numbers from this account's blacklist",
+               openapi_extra=_documented(PhonesOut))
+async def my_blacklist_remove(request: Request, caller: Caller):
+    phones = _phones((await _body(request, PHONES_OUT)).phones)
     return {"removed": await _write(request, bl.remove, caller.id, phones)}
 
 
@@ -187,12 +215,10 @@ async def admin_rules(request: Request, caller: Admin, target: TargetPath):
 
 @router.put("/admin/rules/{target}",
             summary="Set rules of an account or the platform (keys named change; null falls back)",
-            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "additionalProperties": True,
-                "description": "Rule keys and values, e.g. {\"mps\": 50, \"signatures\": [\"鸿雁\"]}; "
-                               "null removes the setting (the platform's or the default applies)."}}}}})
-async def admin_rules_set(request: Request, caller: Admin, target: TargetPath,
-                          body: Annotated[dict[str, Any], Body()]):
+            openapi_extra=_documented(None, "Rule keys and values, e.g. {\"mps\": 50, \"signatures\": [\"鸿雁\"]}; "
+                                            "null removes the setting (the platform's or the default applies)."))
+async def admin_rules_set(request: Request, caller: Admin, target: TargetPath):
+    body = await _body(request, RULES)
     if not body:
         raise ApiError(fail(Code.MISSING_PARAMETER, "name at least one rule key"))
 
@@ -220,8 +246,9 @@ async def admin_words(request: Request, caller: Admin, kind: ListPath, after: in
     return await _read(request, load)
 
 
-@router.post("/admin/words/{kind}", summary="Add words to the block or review list")
-async def admin_words_add(request: Request, caller: Admin, kind: ListPath, body: Words):
+@router.post("/admin/words/{kind}", summary="Add words to the block or review list", openapi_extra=_documented(Words))
+async def admin_words_add(request: Request, caller: Admin, kind: ListPath):
+    body = await _body(request, WORDS)
     _too_many(body.words)
     try:
         items = check_words(body.words)
@@ -232,8 +259,10 @@ async def admin_words_add(request: Request, caller: Admin, kind: ListPath, body:
     return {"list": kind, "added": await _write(request, add_words, kind, items)}
 
 
-@router.delete("/admin/words/{kind}", summary="Remove words from the block or review list")
-async def admin_words_remove(request: Request, caller: Admin, kind: ListPath, body: Words):
+@router.delete("/admin/words/{kind}", summary="Remove words from the block or review list",
+               openapi_extra=_documented(Words))
+async def admin_words_remove(request: Request, caller: Admin, kind: ListPath):
+    body = await _body(request, WORDS)
     _too_many(body.words)
     items = [w.strip() for w in body.words if w.strip()]
     if not items:
@@ -247,17 +276,20 @@ async def admin_blacklist(request: Request, caller: Admin, target: TargetPath, a
     return await _read(request, lambda conn: _entries(conn, account_id_of(conn, target), after, limit))
 
 
-@router.post("/admin/blacklist/{target}", summary="Add numbers to an account's or the platform-wide blacklist")
-async def admin_blacklist_add(request: Request, caller: Admin, target: TargetPath, body: Phones):
+@router.post("/admin/blacklist/{target}", summary="Add numbers to an account's or the platform-wide blacklist",
+             openapi_extra=_documented(Phones))
+async def admin_blacklist_add(request: Request, caller: Admin, target: TargetPath):
+    body = await _body(request, PHONES)
     phones = _phones(body.phones)
     added = await _write(request, lambda conn: bl.add(conn, account_id_of(conn, target), phones, "manual",
                                                       body.note))
     return {"added": added, "phones": phones}
 
 
-@router.delete("/admin/blacklist/{target}", summary="Remove numbers from an account's or the platform-wide blacklist")
-async def admin_blacklist_remove(request: Request, caller: Admin, target: TargetPath, body: PhonesOut):
-    phones = _phones(body.phones)
+@router.delete("/admin/blacklist/{target}", summary="Remove numbers from an account's or the platform-wide blacklist",
+               openapi_extra=_documented(PhonesOut))
+async def admin_blacklist_remove(request: Request, caller: Admin, target: TargetPath):
+    phones = _phones((await _body(request, PHONES_OUT)).phones)
     return {"removed": await _write(request, lambda conn: bl.remove(conn, account_id_of(conn, target), phones))}
 
 
@@ -289,11 +321,12 @@ async def admin_approve(request: Request, caller: Admin, submission_id: int):
 
 
 @router.post("/admin/review/{submission_id}/reject",
-             summary="Reject a held submission: its messages fail with REJECT and are refunded")
-async def admin_reject(request: Request, caller: Admin, submission_id: int,
-                       body: Annotated[Reject | None, Body()] = None):
+             summary="Reject a held submission: its messages fail with REJECT and are refunded",
+             openapi_extra=_documented(Reject, required=False))
+async def admin_reject(request: Request, caller: Admin, submission_id: int):
+    body = await _body(request, REJECT, optional=True)
     rt = runtime(request)
-    (d,) = await _write(request, review.reject, [submission_id], f"api:{caller.username}",
-                        body.reason if body else "", rt.receiver)
+    (d,) = await _write(request, review.reject, [submission_id], f"api:{caller.username}", body.reason,
+                        rt.receiver)
     rt._events()
     return _decision_view(d)

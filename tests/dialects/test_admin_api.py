@@ -119,6 +119,7 @@ async def test_word_lists(env):
     error(await c.post("/v1/admin/words/block", headers=env.admin, json={"words": ["长" * 65]}),
           400, "invalid_parameter")
     error(await c.post("/v1/admin/words/block", headers=env.admin, json={"words": [" "]}), 400, "missing_parameter")
+    error(await c.post("/v1/admin/words/block", headers=env.admin, json={"words": "法轮"}), 400, "invalid_parameter")
     with env.runtime.engine.connect() as conn:
         assert [w for (w,) in conn.execute(select(tables.words.c.word).order_by(tables.words.c.id))] == \
             ["法轮", "贷款"]
@@ -155,6 +156,10 @@ async def test_customer_keeps_its_own_blacklist(env):
                  422, "invalid_number")
     assert body["detail"] == "12345"
     error(await c.post("/v1/blacklist", headers=env.user, json={}), 400, "missing_parameter")
+    error(await c.post("/v1/blacklist", headers=env.user, json={"phones": 13800138000}), 400, "invalid_parameter")
+    huge = {"phones": ["13800138000"] * 400_000}   # ~6 MB: refused before it is parsed
+    body = error(await c.post("/v1/blacklist", headers=env.user, json=huge), 400, "invalid_parameter")
+    assert "larger than" in body["detail"]
     r = await c.request("DELETE", "/v1/blacklist", headers=env.user, json={"phones": ["13900139000"]})
     assert r.json() == {"removed": 1}
     # Its list is its own: the platform-wide list is the admins'.
