@@ -289,3 +289,32 @@ def test_channel_add_sgip_from_the_cli(settings, tmp_path):
                         username=row.username, password=SECRET, options=orjson.loads(row.options))
     ch = make_channel(cfg, Recorder().events)
     assert isinstance(ch, SgipChannel) and ch.listen_port == 9100 and ch._node_id == NODE
+
+
+async def test_listener_refuses_a_wrong_login_type_and_answers_userrpt():
+    from hongyan.protocols.sgip import (
+        Bind, BindResp, Connection, LoginType, Result, UserRpt, UserRptResp, decode, encode,
+    )
+    sim, rec, ch = await _run()
+    try:
+        # A Bind with Login Type 1 on the SP's listener: refused with Result 4, connection closed.
+        reader, writer = await asyncio.open_connection("127.0.0.1", ch.listen_port)
+        writer.write(encode(Bind(SequenceNumber(1, 2, 3), LoginType.SP_TO_SMG, LOGIN, SECRET)))
+        answer = decode(await reader.readexactly(29))
+        assert answer == BindResp(SequenceNumber(1, 2, 3), Result.BAD_LOGIN_TYPE)
+        assert await asyncio.wait_for(reader.read(), 2) == b""
+        writer.close()
+        # A proper SMG login; a UserRpt is answered at once and reaches no core event.
+        conn = Connection("smg", node_id=9)
+        reader, writer = await asyncio.open_connection("127.0.0.1", ch.listen_port)
+        writer.write(conn.send(Bind(conn.next_sequence(), LoginType.SMG_TO_SP, LOGIN, SECRET)))
+        conn.receive_data(await reader.readexactly(29))
+        assert conn.events()[0].result == Result.OK
+        seq = conn.next_sequence()
+        writer.write(conn.send(UserRpt(seq, "10655", "8613000000000", 0)))
+        conn.receive_data(await reader.readexactly(29))
+        assert conn.events() == [UserRptResp(seq, Result.OK)]
+        assert rec.reports == [] and rec.mos == []
+        writer.close()
+    finally:
+        await _close(sim, ch)
