@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import deque
 from typing import Callable
 
+from hongyan.channels.sim_base import SimSession, Simulator
 from hongyan.domain.segments import concat_udh, encode_chunk, plan, split_udh
 from hongyan.protocols.smgp import tlv as smgp_tlv
 from hongyan.protocols.smgp.connection import Connection
@@ -52,17 +52,16 @@ def _stamp(t: float) -> str:
     return time.strftime("%y%m%d%H%M", time.localtime(t))
 
 
-class _Session(asyncio.Protocol):
+class _Session(SimSession):
     """One SP connection on the gateway side."""
 
+    sim: SmgpSimulator
+
     def __init__(self, sim: SmgpSimulator) -> None:
-        self.sim = sim
+        super().__init__(sim)
         self.conn = Connection("server")
-        self.transport: asyncio.Transport | None = None
         self.client_id = ""
         self.login_mode = -1
-        self.bound = False
-        self.open = False
         # Reports written but not yet answered, by SequenceID.
         self.awaiting: dict[int, tuple] = {}
         self.mo_awaiting: set[int] = set()
@@ -81,25 +80,9 @@ class _Session(asyncio.Protocol):
     def receives(self) -> bool:
         return self.open and self.bound and self.login_mode in _RECEIVING
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.open = True
-        self.sim.stats["accepted"] += 1
-        self.sim._sessions.add(self)
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self.open = False
-        self.transport = None
         self.sim._unbind(self)
-
-    def close(self, abort: bool = False) -> None:
-        if self.transport is not None:
-            self.transport.abort() if abort else self.transport.close()
-        self.open = False
-
-    def write(self, data: bytes) -> None:
-        if self.transport is not None and self.open:
-            self.transport.write(data)
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
@@ -156,34 +139,30 @@ class _Session(asyncio.Protocol):
         out.append(answer)
         self.client_id = ev.client_id
         self.login_mode = ev.login_mode
-        self.bound = True
-        sim._bind(self)
+        self.bind()
+        sim._by_client.setdefault(self.client_id, []).append(self)
 
     def _on_submit(self, ev: Submit, out: list[bytes]) -> None:
         sim = self.sim
-        sim._count += 1
-        sim.stats["submits"] += 1
         sim.submitted.append(ev)
-        if sim._drop_at and sim._count >= sim._drop_at:
-            sim._drop_at = 0
+        fault = sim.fault()
+        if fault == "drop":
             log.info("SMGP simulator: dropping %s at submit %d", self.client_id, sim._count)
             self.write(b"".join(out))
             out.clear()
             self.close(abort=True)
             return
-        if self.login_mode == LoginMode.RECEIVE:
-            sim.stats["refused"] += 1
-            out.append(self.conn.send(SubmitResp(ev.sequence_id, _NO_MSG_ID, Status.BAD_REQUEST_ID)))
-            return
-        status = 0
-        for hook in sim.on_submit:
-            answer = hook(ev)
-            if answer is not None:
-                status = answer
-        if sim._fc_every and sim._count % sim._fc_every == 0:
-            status = Status.SYSTEM_BUSY
+        status = Status.SYSTEM_BUSY if fault == "busy" else 0
+        if not status:
+            if self.login_mode == LoginMode.RECEIVE:
+                status = Status.BAD_REQUEST_ID  # this connection logged in only to receive
+            for hook in sim.on_submit:
+                answer = hook(ev)
+                if answer is not None:
+                    status = answer
+            if status:
+                sim.stats["refused"] += 1
         if status:
-            sim.stats["refused"] += 1
             out.append(self.conn.send(SubmitResp(ev.sequence_id, _NO_MSG_ID, status)))
             return
         msg_id = sim._ids.next()
@@ -217,7 +196,7 @@ class _Session(asyncio.Protocol):
             mo_scs=st["mo_sent"])))
 
 
-class SmgpSimulator:
+class SmgpSimulator(Simulator):
     """An SMGP 3.0 gateway for tests, the demo and the benchmark.
 
     ``accounts`` maps ClientID to shared secret; None accepts any account.
@@ -230,67 +209,36 @@ class SmgpSimulator:
                  accounts: dict[str, str] | None = None, report_delay: float = 0.5,
                  fail_rate: float = 0.0, fail_statuses: tuple[str, ...] = FAIL_STATUSES,
                  seed: int | None = None, smgw_code: int = 59001, **_ignored) -> None:
-        self.host = host
-        self._port = port
-        self.accounts = accounts
-        self.report_delay = report_delay
-        self.fail_rate = fail_rate
+        super().__init__(host, port, accounts, report_delay, fail_rate, seed)
         self.fail_statuses = tuple(fail_statuses)
         self.mo_style = "udh"
-        # connections: logged in now; accepted: TCP connections ever accepted.
-        self.stats = {"connections": 0, "accepted": 0, "auth_failures": 0, "submits": 0,
-                      "refused": 0, "reports_sent": 0, "reports_redelivered": 0, "mo_sent": 0,
-                      "acked": 0, "mo_acked": 0, "resp_errors": 0, "bad_pdus": 0}
+        # reports_redelivered: written, unanswered, then sent again after a link loss.
+        self.stats.update(reports_redelivered=0, mo_acked=0, resp_errors=0)
         self.submitted: list[Submit] = []
         self.on_submit: list[Callable[[Submit], int | None]] = []
-        self._rng = random.Random(seed)
         self._ids = MsgIdGenerator(smgw_code)
-        self._server: asyncio.AbstractServer | None = None
         self._ticker: asyncio.Task | None = None
-        self._sessions: set[_Session] = set()
         self._by_client: dict[str, list[_Session]] = {}
         self._reports: deque[tuple] = deque()
         self._backlog: dict[str, deque[tuple]] = {}
         self._fates: dict[tuple, list] = {}
-        self._count = 0
-        self._drop_at = 0
-        self._fc_every = 0
         self._mo_ref = 0
+
+    def new_session(self) -> _Session:
+        return _Session(self)
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Session(self), self.host, self._port)
+        await super().start()
         self._ticker = asyncio.create_task(self._tick_loop(), name="smgp simulator ticker")
         log.info("SMGP simulator listening on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for s in list(self._sessions):
-            s.close(abort=True)
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
             self._ticker = None
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
-
-    @property
-    def port(self) -> int:
-        if self._server is not None and self._server.sockets:
-            return self._server.sockets[0].getsockname()[1]
-        return self._port
-
-    # -- fault switches --------------------------------------------------
-    def drop_after(self, n: int) -> None:
-        """Cut the connection carrying the n-th submit from now, unanswered. Once."""
-        self._drop_at = self._count + n if n > 0 else 0
-
-    def flow_control_every(self, k: int) -> None:
-        """Answer every k-th submit with Status 1 (system busy); 0 turns it off."""
-        self._fc_every = max(0, k)
+        await super().stop()
 
     # -- MO --------------------------------------------------------------
     def inject_mo(self, phone: str, dest: str, text: str) -> int:
@@ -323,24 +271,16 @@ class SmgpSimulator:
         return total
 
     # -- logins ----------------------------------------------------------
-    def _bind(self, session: _Session) -> None:
-        self._by_client.setdefault(session.client_id, []).append(session)
-        self.stats["connections"] += 1
-
     def _unbind(self, session: _Session) -> None:
-        self._sessions.discard(session)
         if session.awaiting:
             # Unanswered reports go out again, on another connection or after the next login.
             self.stats["reports_redelivered"] += len(session.awaiting)
             now = time.monotonic()
             self._reports.extendleft((now,) + e[1:] for e in reversed(list(session.awaiting.values())))
             session.awaiting.clear()
-        if session.bound:
-            session.bound = False
-            self.stats["connections"] -= 1
-            sessions = self._by_client.get(session.client_id, [])
-            if session in sessions:
-                sessions.remove(session)
+        sessions = self._by_client.get(session.client_id, [])
+        if session in sessions:
+            sessions.remove(session)
 
     def _receiver(self, client_id: str | None = None) -> _Session | None:
         groups = [self._by_client.get(client_id, ())] if client_id is not None else self._by_client.values()
