@@ -128,3 +128,18 @@ async def test_refused_bind_leaves_channel_down(smsc, channel):
     ch.send([Outbound(3, "13800000003", "queued while down")])
     await asyncio.sleep(0.2)
     assert not submits(smsc) and not rec.sent
+
+
+async def test_transmitter_bind_and_enquire_link(smsc, channel):
+    ch, rec = await channel(bind="transmitter", enquire_link_interval=0.2)
+    await until(lambda: ch.connected, what="bound as transmitter")
+    await until(lambda: smsc.of("bind_transmitter"), what="bind_transmitter seen by node")
+    assert not smsc.of("bind_transceiver")
+    # Hongyan keeps the link alive with enquire_link; node-smpp's answers keep it up.
+    await until(lambda: len(smsc.of("enquire_link")) >= 2, what="two enquire_link at node")
+    assert ch.connected
+    ch.send([Outbound(4, "13800000004", "over a transmitter bind")])
+    await until(lambda: rec.sent, what="submit answered")
+    assert rec.sent[4] == ["NS5000"]
+    await until(lambda: submits(smsc), what="submit_sm seen by node")
+    assert submits(smsc)[0]["registered_delivery"] == 1 and not rec.reports   # no receipts to a transmitter

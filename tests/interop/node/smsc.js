@@ -6,8 +6,9 @@
 // {"event":"listening","port":N} first, then one line per PDU it received
 // (decoded by node-smpp, Buffers as hex). It answers binds (checking the
 // credentials), submit_sm (message_id "NS" + a counter, then a delivery
-// receipt as deliver_sm when registered_delivery asks for one), enquire_link
-// and unbind. Commands come on stdin, one JSON object a line:
+// receipt as deliver_sm when registered_delivery asks for one and the session
+// bound to receive), enquire_link and unbind. Commands come on stdin, one JSON
+// object a line:
 //   {"cmd":"mo","source":"139...","dest":"1069...","text":"...","udh":"050003..."}
 //     sends an MO deliver_sm (udh optional, hex; text encoded by node-smpp)
 //   {"cmd":"quit"}
@@ -57,7 +58,9 @@ const server = smpp.createServer((session) => {
         return;
       }
       session.send(pdu.response({system_id: 'NODESMSC'}));
-      bound = session;
+      // Receipts and MO go only to sessions that bound to receive (SMPP 3.4, 2.2).
+      session.receives = bind !== 'bind_transmitter';
+      if (session.receives) bound = session;
     });
   }
   session.on('enquire_link', (pdu) => session.send(pdu.response()));
@@ -70,7 +73,7 @@ const server = smpp.createServer((session) => {
     const id = (nextId++).toString(16).toUpperCase();
     const messageId = 'NS' + id;
     session.send(pdu.response({message_id: messageId}));
-    if (pdu.registered_delivery & 0x03) {
+    if ((pdu.registered_delivery & 0x03) && session.receives) {
       const now = stamp(new Date());
       const text = `id:${messageId} sub:001 dlvrd:001 submit date:${now} done date:${now} ` +
         'stat:DELIVRD err:000 text:';
