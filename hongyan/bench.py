@@ -291,7 +291,7 @@ class LocalStack:
         self.channel = channel
         self.echo = echo
         self.procs: list[tuple[str, subprocess.Popen, Path]] = []
-        self.http_port = self.sim_port = self.control_port = 0
+        self.http_port = self.sim_port = self.control_port = self.cmpp_port = self.smpp_port = 0
 
     def cli(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "hongyan.cli", "--config", str(self.config), *args]
@@ -325,9 +325,11 @@ class LocalStack:
         from hongyan.config import write_config
         from hongyan.core.secrets import new_fernet_key
 
-        self.http_port, self.sim_port, self.control_port = free_ports(3)
+        self.http_port, self.sim_port, self.control_port, self.cmpp_port, self.smpp_port = free_ports(5)
         values = {"database_url": f"sqlite:///{self.workdir / 'bench.db'}", "secret_key": new_fernet_key(),
                   "http_host": "127.0.0.1", "http_port": self.http_port,
+                  # The session front doors on free loopback ports, so runs never clash.
+                  "server_host": "127.0.0.1", "cmpp_server_port": self.cmpp_port, "smpp_server_port": self.smpp_port,
                   # The simulator runs as its own process, so its CPU shows apart from the server's.
                   "simulator": False, "simulator_port": self.sim_port,
                   "simulator_report_delay": self.report_delay, **self.options}
@@ -588,6 +590,9 @@ class BenchOptions:
     options: dict
     channel: dict
     rules: bool = False
+    front: str = "http"          # or a session front door: cmpp
+    connections: int = 1         # sessions of a session front door
+    front_window: int = 16       # unanswered submits per session
 
 
 async def run_bench(o: BenchOptions, echo=click.echo) -> dict:
@@ -678,6 +683,318 @@ async def remote_target(o: BenchOptions, sink: Sink, echo) -> Target:
     return Target(host, port, o.key, o.secret, sim)
 
 
+# -- session front doors (CMPP, and SMPP built the same way) ----------------------------
+
+class FrontRun:
+    """One run through a session front door: the work shared by its connections, and what came back.
+
+    Each connection takes the next message's index, keeps at most ``window``
+    submits unanswered (pipelined, as a customer's SP does) and acknowledges
+    every report it is delivered.
+    """
+
+    def __init__(self, messages: int, numbers: Numbers, content: str, window: int) -> None:
+        self.messages = messages
+        self.numbers = numbers
+        self.content = content
+        self.window = window
+        self.taken = 0
+        self.answered = 0
+        self.accepted = 0
+        self.refused: Counter = Counter()      # result code -> submits
+        self.latencies: list[float] = []
+        self.first_sent = 0.0                  # time.time() of the first submit
+        self.last_answer = 0.0
+        self.reports: Counter = Counter()      # Stat -> reports
+        self.first_report = 0.0
+        self.last_report = 0.0
+        self.logins_failed: list[str] = []
+        self.closed_early = 0
+        self.changed = asyncio.Event()
+
+    def take(self) -> int | None:
+        if self.taken >= self.messages:
+            return None
+        i = self.taken
+        self.taken += 1
+        if i == 0:
+            self.first_sent = time.time()
+        return i
+
+    def answer(self, sent_at: float, result: int) -> None:
+        now = time.time()
+        self.answered += 1
+        self.last_answer = now
+        self.latencies.append(now - sent_at)
+        if result == 0:
+            self.accepted += 1
+        else:
+            self.refused[result] += 1
+        if self.answered == self.messages:
+            self.changed.set()
+
+    def report(self, stat: str) -> None:
+        now = time.time()
+        if not self.first_report:
+            self.first_report = now
+        self.last_report = now
+        self.reports[stat] += 1
+        if self.answered == self.messages and self.report_count() >= self.accepted:
+            self.changed.set()
+
+    def report_count(self) -> int:
+        return sum(self.reports.values())
+
+    def complete(self) -> bool:
+        return self.answered == self.messages and self.report_count() >= self.accepted
+
+
+class CmppFrontClient(asyncio.Protocol):
+    """A customer's SP on one CMPP connection: logs in, pipelines submits, acks DELIVERs."""
+
+    def __init__(self, run: FrontRun, username: str, secret: str, version: int = 0x20) -> None:
+        from hongyan.protocols.cmpp.connection import Connection
+
+        self.run = run
+        self.username = username
+        self.secret = secret
+        self.version = version
+        self.conn = Connection("client", version=version)
+        self.transport: asyncio.Transport | None = None
+        self.in_flight: dict[int, float] = {}
+        self.bound = asyncio.get_running_loop().create_future()
+        self.content = None
+        self.submitting = False
+
+    def connection_made(self, transport) -> None:
+        from hongyan.protocols.cmpp import auth
+        from hongyan.protocols.cmpp.events import Connect
+
+        self.transport = transport
+        ts = auth.timestamp_now()
+        transport.write(self.conn.send(Connect(self.conn.next_sequence(), self.username,
+                                               auth.authenticator_source(self.username, self.secret, ts),
+                                               self.version, ts)))
+
+    def connection_lost(self, exc) -> None:
+        self.transport = None
+        if not self.bound.done():
+            self.bound.set_exception(ConnectionError("closed before the login was answered"))
+        if self.in_flight or self.run.taken < self.run.messages:
+            self.run.closed_early += 1
+            self.run.changed.set()
+
+    def _fill(self, out: list[bytes]) -> None:
+        from hongyan.domain.segments import encode_chunk, plan
+        from hongyan.protocols.cmpp.events import Submit
+
+        if self.content is None:
+            p = plan(self.run.content)
+            if p.count != 1:
+                raise click.UsageError("--front takes a content of one SMS")
+            self.content = (encode_chunk(p.chunks[0], p.encoding), 8 if p.encoding == "ucs2" else 0)
+        body, fmt = self.content
+        conn = self.conn
+        while len(self.in_flight) < self.run.window:
+            i = self.run.take()
+            if i is None:
+                return
+            seq = conn.next_sequence()
+            out.append(conn.send(Submit(seq, (self.run.numbers[i],), body, msg_fmt=fmt,
+                                        msg_src=self.username)))
+            self.in_flight[seq] = time.time()
+
+    def data_received(self, data: bytes) -> None:
+        from hongyan.protocols.cmpp.events import (ActiveTest, ActiveTestResp, ConnectResp, Deliver,
+                                                   DeliverResp, SubmitResp, Terminate, TerminateResp)
+
+        self.conn.receive_data(data)
+        out: list[bytes] = []
+        run = self.run
+        for ev in self.conn.events():
+            t = type(ev)
+            if t is SubmitResp:
+                sent = self.in_flight.pop(ev.sequence_id, None)
+                if sent is not None:
+                    run.answer(sent, ev.result)
+            elif t is Deliver:
+                out.append(self.conn.send(DeliverResp(ev.sequence_id, ev.msg_id, 0)))
+                run.report(ev.report.stat if ev.report is not None else "MO")
+            elif t is ConnectResp:
+                if ev.status != 0:
+                    run.logins_failed.append(f"CONNECT_RESP status {ev.status}")
+                    self.bound.set_exception(ConnectionError(f"login refused with status {ev.status}"))
+                    self.transport.close()
+                    return
+                self.bound.set_result(True)
+            elif t is ActiveTest:
+                out.append(self.conn.send(ActiveTestResp(ev.sequence_id)))
+            elif t is Terminate:
+                out.append(self.conn.send(TerminateResp(ev.sequence_id)))
+        if self.submitting:
+            self._fill(out)
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+
+    def start(self) -> None:
+        """Begin submitting (once every connection of the run is bound)."""
+        self.submitting = True
+        out: list[bytes] = []
+        self._fill(out)
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+
+    def close(self) -> None:
+        from hongyan.protocols.cmpp.events import Terminate
+
+        if self.transport is not None:
+            self.transport.write(self.conn.send(Terminate(self.conn.next_sequence())))
+            self.transport.close()
+
+
+# front door -> client class: made with (run, username, secret); .bound (a future set once
+# logged in), .start() (submit through the run's window), .close()
+FRONTS: dict[str, type] = {"cmpp": CmppFrontClient}
+
+
+async def drive_front(front: str, host: str, port: int, username: str, secret: str, run: FrontRun,
+                      connections: int, timeout: float, echo) -> list:
+    """Log ``connections`` sessions in, let them submit everything, wait for the reports."""
+    loop = asyncio.get_running_loop()
+    cls = FRONTS[front]
+    clients = []
+    try:
+        for _ in range(connections):
+            _, client = await loop.create_connection(lambda: cls(run, username, secret), host, port)
+            clients.append(client)
+            await asyncio.wait_for(asyncio.shield(client.bound), 10)
+    except (OSError, TimeoutError) as e:
+        for c in clients:
+            c.close()
+        raise click.ClickException(f"{front} login to {host}:{port} as {username} failed: "
+                                   f"{e or type(e).__name__}") from None
+    # Every session is bound before the first submit, so the run measures steady pipelining.
+    for c in clients:
+        c.start()
+    deadline = time.monotonic() + timeout
+    while not run.complete() and time.monotonic() < deadline and run.closed_early == 0:
+        run.changed.clear()
+        try:
+            await asyncio.wait_for(run.changed.wait(), 1.0)
+        except TimeoutError:
+            pass
+    if run.closed_early:
+        echo(f"warning: {run.closed_early} {front} session(s) closed by the server before the run ended")
+    return clients
+
+
+def summarize_front(front: str, connections: int, run: FrontRun, w: Watch, complete: bool) -> dict:
+    submit_secs = max(run.last_answer - run.first_sent, 1e-9)
+    sim_submits, sim_secs = w.submit_window(run.first_sent)
+    reports = run.report_count()
+    report_secs = max(run.last_report - run.first_report, 1e-9) if reports > 1 else 0.0
+    e2e = max(run.last_report - run.first_sent, 1e-9) if reports else 0.0
+    ordered = sorted(run.latencies)
+
+    def pct(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2) if ordered else 0.0
+    return {
+        "front": front, "connections": connections, "window": run.window, "messages": run.messages,
+        "answered": run.answered, "accepted": run.accepted,
+        "refused": {str(k): v for k, v in sorted(run.refused.items())}, "closed_early": run.closed_early,
+        "submit_seconds": round(submit_secs, 3),
+        "submits_per_s": round(run.accepted / submit_secs, 1),
+        "latency_ms": {"p50": pct(0.50), "p99": pct(0.99), "max": pct(1.0)},
+        "simulator": None if w.simulator is None else {
+            "submits": sim_submits, "seconds": round(sim_secs, 3),
+            "submits_per_s": round(sim_submits / sim_secs, 1) if sim_secs else 0.0},
+        "reports": {"received": reports, "by_stat": dict(run.reports), "complete": complete,
+                    "seconds": round(report_secs, 3),
+                    "per_s": round(reports / report_secs, 1) if report_secs else 0.0},
+        "end_to_end": {"seconds": round(e2e, 3), "messages_per_s": round(reports / e2e, 1) if e2e else 0.0},
+    }
+
+
+def render_front(r: dict, echo) -> None:
+    lat = r["latency_ms"]
+    echo(f"submits     {r['answered']} of {r['messages']} answered, {r['accepted']} accepted in "
+         f"{r['submit_seconds']:.2f} s over {r['connections']} {r['front'].upper()} connection(s), "
+         f"window {r['window']}: {r['submits_per_s']:.0f} submits/s")
+    echo(f"latency     p50 {lat['p50']:.1f} ms   p99 {lat['p99']:.1f} ms   max {lat['max']:.1f} ms")
+    refused = r["refused"]
+    echo("refused     " + (", ".join(f"result {k}: {v}" for k, v in refused.items()) if refused else "none"))
+    sim = r["simulator"]
+    if sim is not None:
+        echo(f"simulator   {sim['submits']} submits in {sim['seconds']:.2f} s: {sim['submits_per_s']:.0f} submits/s")
+    rep = r["reports"]
+    stats = ", ".join(f"{k} {v}" for k, v in sorted(rep["by_stat"].items()))
+    echo(f"reports     {rep['received']} delivered on the sessions ({stats or 'none'}) at {rep['per_s']:.0f}/s"
+         f"{'' if rep['complete'] else '  (INCOMPLETE: timed out)'}")
+    e2e = r["end_to_end"]
+    echo(f"end to end  {e2e['messages_per_s']:.0f} messages/s ({rep['received']} in {e2e['seconds']:.2f} s, "
+         f"first submit to last report)")
+
+
+async def run_front_bench(o: BenchOptions, echo=click.echo) -> dict:
+    """Submit over a session front door as customers do, and take the reports back on it."""
+    m = machine()
+    echo(f"machine     {m['cores']} cores, {m['implementation']} {m['python']}, {m['platform']}")
+    if o.url is not None:
+        raise click.UsageError("--front drives the installation the bench builds (no --url)")
+    if o.recipients != 1:
+        raise click.UsageError("--front submits one number per SUBMIT (no --recipients)")
+    workdir = Path(tempfile.mkdtemp(prefix="hongyan-bench-"))
+    # The sink only has to exist for the stack's report URL; reports go back by session.
+    sink = Sink(o.sink_host, o.sink_port)
+    stack = LocalStack(workdir, report_delay=o.report_delay, fail_rate=o.fail_rate,
+                       options=o.options, channel=o.channel, echo=echo, rules=o.rules, content=o.content)
+    clients: list = []
+    try:
+        await sink.start()
+        target = await stack.start(sink.url, o.messages, 1)
+        run = FrontRun(o.messages, Numbers(), o.content, o.front_window)
+        echo(f"bench       {o.front} front: {o.messages} messages over {o.connections} connection(s), "
+             f"window {o.front_window}, to 127.0.0.1:{stack.cmpp_port}")
+        w = Watch(target.simulator)
+        await w.sample()
+        sampler = asyncio.create_task(_sample_until(w, run))
+        timeout = o.timeout if o.timeout is not None else 60 + o.messages / 200
+        try:
+            clients = await drive_front(o.front, "127.0.0.1", stack.cmpp_port, target.username,
+                                        target.secret, run, o.connections, timeout, echo)
+        finally:
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
+        await w.sample()
+        result = {"machine": m, **summarize_front(o.front, o.connections, run, w, run.complete())}
+        render_front(result, echo)
+        if not run.complete():
+            echo(f"server log tail:\n{stack.log_tail('server', 15)}")
+        return result
+    finally:
+        for c in clients:
+            c.close()
+        await stack.stop()
+        await sink.stop()
+        if o.keep:
+            echo(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _sample_until(w: Watch, run: FrontRun) -> None:
+    started = time.monotonic()
+    next_line = started + PROGRESS_EVERY
+    while True:
+        await asyncio.sleep(STATS_EVERY)
+        await w.sample()
+        now = time.monotonic()
+        if now >= next_line:
+            next_line = now + PROGRESS_EVERY
+            click.echo(f"  {now - started:5.0f} s  accepted {run.accepted}  submits {w.submits()}  "
+                       f"reports {run.report_count()}")
+
+
 def _run(coro):
     try:
         import uvloop
@@ -713,6 +1030,12 @@ def _run(coro):
 @click.option("--mps", type=int, default=50_000, show_default=True, help="The simulator channel's messages/s.")
 @click.option("--window", type=int, default=128, show_default=True, help="The simulator channel's window.")
 @click.option("--links", type=int, default=4, show_default=True, help="The simulator channel's connections.")
+@click.option("--front", type=click.Choice(["http", *sorted(FRONTS)]), default="http", show_default=True,
+              help="Submit over HTTP (--dialect) or as a customer's SP over a session front door.")
+@click.option("--connections", type=click.IntRange(1), default=1, show_default=True,
+              help="With --front cmpp: sessions of the demo account.")
+@click.option("--front-window", type=click.IntRange(1), default=16, show_default=True,
+              help="With --front cmpp: unanswered submits per session.")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="A server setting for the bench config, e.g. -o sqlite_synchronous=NORMAL (repeatable).")
 @click.option("--timeout", type=float, default=None,
@@ -727,16 +1050,17 @@ def bench_command(messages: int, recipients: int, concurrency: int, dialect: str
                   sink_host: str, sink_port: int, set_report_url: bool, config_path: str | None,
                   report_delay: float, fail_rate: float, mps: int, window: int, links: int,
                   options: tuple[str, ...], timeout: float | None, rules: bool, keep: bool,
-                  as_json: bool) -> None:
+                  as_json: bool, front: str = "http", connections: int = 1, front_window: int = 16) -> None:
     """Measure accepted requests/s, submits/s and end-to-end messages/s, request to pushed report."""
     o = BenchOptions(messages=messages, recipients=recipients, concurrency=concurrency, dialect=dialect,
                      content=content, url=url, key=key, secret=secret, simulator_stats=simulator_stats,
                      sink_host=sink_host, sink_port=sink_port, set_report_url=set_report_url,
                      config=config_path, report_delay=report_delay, fail_rate=fail_rate, timeout=timeout,
                      keep=keep, options=coerce_options(options),
-                     channel={"mps": mps, "window": window, "connections": links}, rules=rules)
+                     channel={"mps": mps, "window": window, "connections": links}, rules=rules,
+                     front=front, connections=connections, front_window=front_window)
     try:
-        result = _run(run_bench(o))
+        result = _run(run_bench(o) if front == "http" else run_front_bench(o))
     except KeyboardInterrupt:
         raise click.Abort() from None
     if as_json:

@@ -450,3 +450,21 @@ async def test_query_counts_the_day(stack):
     c.send(Query(c.conn.next_sequence(), day, 0))
     q = await c.expect(QueryResp)
     assert q.time == day and q.mt_tlmsg == 1 and q.mt_tlusr == 1 and q.mt_scs == 1 and q.mt_wt == 0
+
+
+async def test_the_bench_front_pipelines_a_window_per_session_and_acks_every_report(stack):
+    """``hongyan bench --front cmpp``'s customer: every submit answered and accepted,
+    every report delivered on one of the sessions and acknowledged."""
+    from hongyan.bench import FrontRun, Numbers, drive_front
+
+    run = FrontRun(300, Numbers(seed=7), "【鸿雁】验证码 1234", window=16)
+    clients = await drive_front("cmpp", "127.0.0.1", stack.port, "alice", stack.alice["secret"], run,
+                                connections=2, timeout=30, echo=print)
+    try:
+        assert run.complete() and run.accepted == 300 and not run.refused
+        assert run.reports == {"DELIVRD": 300}
+        assert len(run.latencies) == 300 and run.closed_early == 0
+        await until(lambda: _event_states(stack.engine) == ["done"] * 300, what="every report done")
+    finally:
+        for c in clients:
+            c.close()
