@@ -13,6 +13,7 @@ from .base import Channel, ChannelConfig, ChannelEvents
 # protocol -> (module, class) of the client channel.
 CARRIER_CLIENTS = {
     "cmpp2": ("cmpp", "CmppChannel"),
+    "cmpp3": ("cmpp", "CmppChannel"),
     "smpp": ("smpp", "SmppChannel"),
     "smgp": ("smgp", "SmgpChannel"),
     "sgip": ("sgip", "SgipChannel"),
@@ -33,6 +34,7 @@ UPSTREAM_CLIENTS = {
 # start()/stop(), a ``port`` property, ``stats`` and inject_mo(phone, dest, text).
 SIMULATORS = {
     "cmpp2": ("simulator", "CmppSimulator"),
+    "cmpp3": ("simulator", "CmppSimulator"),
     "smpp": ("sim_smpp", "SmppSimulator"),
     "smgp": ("sim_smgp", "SmgpSimulator"),
     "sgip": ("sim_sgip", "SgipSimulator"),   # also sp_host/sp_port: where it delivers

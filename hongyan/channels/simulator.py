@@ -1,8 +1,10 @@
-"""A CMPP 2.0 gateway (ISMG) that plays a carrier, over real TCP.
+"""A CMPP 2.0 / 3.0 gateway (ISMG) that plays a carrier, over real TCP.
 
-It binds SPs, answers every SUBMIT with a fresh Msg_Id and, ``report_delay``
-seconds later, delivers a status report for each part that asked for one.
-A share of messages (``fail_rate``) gets a failure Stat instead of DELIVRD.
+It binds SPs in the version their CONNECT asks for (2.0 or 3.0; one built
+with ``max_version=0x20`` plays a gateway that speaks only 2.0 and refuses a
+3.0 CONNECT in its 2.0 layout), answers every SUBMIT with a fresh Msg_Id and,
+``report_delay`` seconds later, delivers a status report for each part that
+asked for one. A share of messages (``fail_rate``) gets a failure Stat instead of DELIVRD.
 MOs can be injected, and a few switches stage the faults a real gateway
 produces: a link cut in the middle of a window, flow-control answers, slow
 answers.
@@ -18,7 +20,7 @@ import json
 import logging
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Callable
 
 from hongyan.domain.segments import concat_udh, encode_chunk, plan, split_udh
@@ -35,6 +37,7 @@ from hongyan.protocols.cmpp.msgid import MsgIdGenerator
 log = logging.getLogger(__name__)
 
 CMPP2 = 0x20
+CMPP3 = 0x30
 TICK = 0.02                       # seconds between report / delayed-answer flushes
 BACKLOG_LIMIT = 100_000           # reports kept per SP while none of its links is bound
 # Stat values real gateways put in failure reports.
@@ -52,7 +55,9 @@ class _Session(asyncio.Protocol):
 
     def __init__(self, sim: CmppSimulator) -> None:
         self.sim = sim
-        self.conn = Connection(role="server", version=CMPP2)
+        # A gateway that speaks 3.0 reads the CONNECT first and takes the
+        # session's layouts from its Version; a 2.0-only one has just one.
+        self.conn = Connection(role="server", version=None if sim.max_version >= CMPP3 else CMPP2)
         self.transport: asyncio.Transport | None = None
         self.sp_id = ""
         self.bound = False
@@ -131,7 +136,7 @@ class _Session(asyncio.Protocol):
         sim = self.sim
         status = 0
         secret = ""
-        if ev.version > CMPP2:
+        if ev.version > sim.max_version:
             status = 4
         elif sim.accounts is not None:
             if ev.source_addr not in sim.accounts:
@@ -142,7 +147,7 @@ class _Session(asyncio.Protocol):
                     status = 3
         answer = ConnectResp(sequence_id=ev.sequence_id, status=status,
                              authenticator=auth.authenticator_ismg(status, ev.authenticator, secret),
-                             version=CMPP2)
+                             version=self.conn.version)
         if status:
             sim.stats["auth_failures"] += 1
             self.write(self.conn.send(answer))
@@ -152,6 +157,7 @@ class _Session(asyncio.Protocol):
         out.append(self.conn.send(answer))
         self.sp_id = ev.source_addr
         self.bound = True
+        sim.login_versions[self.conn.version] += 1
         sim._bind(self)
 
     def _on_submit(self, ev: Submit, out: list[bytes]) -> None:
@@ -217,7 +223,7 @@ class _Session(asyncio.Protocol):
 
 
 class CmppSimulator:
-    """A CMPP 2.0 gateway for tests and local runs.
+    """A CMPP 2.0 / 3.0 gateway for tests and local runs.
 
     ``accounts`` maps SP id to shared secret; None accepts any SP and secret.
     ``access_codes`` optionally maps SP id to its access code for routing
@@ -226,13 +232,18 @@ class CmppSimulator:
     ``on_submit`` is a list of callables given each Submit; one that returns
     an int makes that the SUBMIT_RESP result. Setting ``answer_active_test``
     False plays a gateway that hangs while keeping TCP open.
+    ``max_version`` is the highest CMPP version it accepts (0x30, or 0x20);
+    ``login_versions`` counts the bound logins by the version they run.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 7891,
                  accounts: dict[str, str] | None = None, report_delay: float = 0.5,
                  fail_rate: float = 0.0, fail_statuses: tuple[str, ...] = FAIL_STATUSES,
                  seed: int | None = None, gateway_code: int = 10001,
-                 access_codes: dict[str, str] | None = None, resp_delay: float = 0.0) -> None:
+                 access_codes: dict[str, str] | None = None, resp_delay: float = 0.0,
+                 max_version: int = CMPP3) -> None:
+        if max_version not in (CMPP2, CMPP3):
+            raise ValueError(f"max_version must be 0x20 or 0x30, not {max_version!r}")
         self.host = host
         self._port = port
         self.accounts = accounts
@@ -240,6 +251,8 @@ class CmppSimulator:
         self.fail_rate = fail_rate
         self.fail_statuses = tuple(fail_statuses)
         self.resp_delay = resp_delay
+        self.max_version = max_version
+        self.login_versions: Counter[int] = Counter()
         self.access_codes = dict(access_codes or {})
         self.on_submit: list[SubmitHook] = []
         self.answer_active_test = True
