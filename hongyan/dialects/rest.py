@@ -18,7 +18,7 @@ from hongyan.core.accounts import Account, balances_of
 from hongyan.core.cancel import cancel
 from hongyan.core.notify import poll
 from hongyan.domain.clock import iso, to_ms
-from hongyan.domain.outcomes import Code, Outcome, fail
+from hongyan.domain.outcomes import HTTP_STATUS, Code, Outcome, fail
 from hongyan.store.tables import messages, submissions
 from hongyan.web import JSON, read_body
 
@@ -120,8 +120,10 @@ async def send(request: Request):
     if not outcome.ok:
         return error_response(outcome)
     d = outcome.data
-    return JSON({
-        "code": "ok", "submission_id": d["submission_id"],
+    # A held submission is accepted and billed but waits for an operator:
+    # "content_held" with 202 tells the caller so (which word held it is not said).
+    return JSON(status_code=HTTP_STATUS.get(outcome.code, 200), content={
+        "code": outcome.code.value, "submission_id": d["submission_id"],
         "messages": [{"id": m, "to": p} for m, p in zip(d["message_ids"], d["phones"])],
         "parts": d["parts"], "cost": d["cost"], "balance": d["balance"], "invalid": d["invalid"],
         "scheduled_at": iso(d["scheduled_at"]), "replayed": d["replayed"]})

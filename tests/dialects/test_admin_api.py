@@ -188,7 +188,7 @@ def _held(env, to: list[str], content: str = "【鸿雁】本周特价") -> int:
     async def send():
         r = await env.client.post("/v1/messages", headers=env.user, json={
             "to": to, "content": content, "schedule_at": now_ms() + 3_600_000})
-        assert r.status_code == 200, r.text
+        assert r.status_code == 202 and r.json()["code"] == "content_held", r.text
         return r.json()["submission_id"]
     return send()
 

@@ -130,6 +130,22 @@ def test_k1680_reports_a_frequency_limit_as_kx4000():
     assert k1680.report_status({"status": "failed", "carrier_status": "MBBLACK"}) == "MBBLACK"
 
 
+# -- the native API ----------------------------------------------------------------
+
+async def test_native_api_tells_a_held_submission_apart(env):
+    env.words("review", "贷款")
+    headers = {"Authorization": f"Bearer {env.user['key']}"}
+    held = await env.client.post("/v1/messages", headers=headers, json={"to": "13800138000", "content": "【公司】贷款"})
+    assert held.status_code == 202 and held.json()["code"] == "content_held"
+    assert held.json()["submission_id"] and held.json()["cost"] == 1
+    env.words("block", "赌博")
+    blocked = await env.client.post("/v1/messages", headers=headers, json={"to": "13800138000", "content": "【公司】赌博"})
+    assert blocked.status_code == 422
+    assert blocked.json()["code"] == "content_blocked" and "赌博" in blocked.json()["detail"]
+    sent = await env.client.post("/v1/messages", headers=headers, json={"to": "13800138000", "content": TEXT})
+    assert sent.status_code == 200 and sent.json()["code"] == "ok"
+
+
 # -- qmsg (2.1.4 status codes) ---------------------------------------------------------
 
 async def test_qmsg_codes(env):
