@@ -180,6 +180,13 @@ class _Inbound(PduLink):
         if peer:
             self.peername = f"{peer[0]}:{peer[1]}"
         self.ch._inbound.add(self)
+        # The port is open to the network: a connection that never logs in is not kept.
+        asyncio.get_running_loop().call_later(self.ch._connect_timeout, self._bind_deadline, transport)
+
+    def _bind_deadline(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is transport and not self.bound:
+            log.warning("%r: no Bind within %.0f s; closing", self, self.ch._connect_timeout)
+            transport.abort()  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None

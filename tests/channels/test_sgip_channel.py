@@ -318,3 +318,15 @@ async def test_listener_refuses_a_wrong_login_type_and_answers_userrpt():
         writer.close()
     finally:
         await _close(sim, ch)
+
+
+async def test_listener_drops_a_connection_that_never_logs_in():
+    sim, rec, ch = await _run(connect_timeout=0.3)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", ch.listen_port)
+        assert await asyncio.wait_for(reader.read(), 3) == b""   # closed by the listener
+        writer.close()
+        sim.inject_mo("13100000000", "10655", "still served")   # a real SMG still gets in
+        await until(lambda: len(rec.mos) == 1)
+    finally:
+        await _close(sim, ch)
