@@ -3,7 +3,10 @@
 Built on :mod:`hongyan.channels.link`: ``config.connections`` TCP links,
 each logging in with Login (LoginMode 2, "transmit": submits out, reports
 and MO in on the same connection), at most ``config.window`` unanswered
-Submits per link and ``config.mps`` over all links together.
+Submits per link and ``config.mps`` over all links together. For gateways
+that keep the directions apart, ``receive_connections`` adds that many links
+logged in to receive only (LoginMode 1); the submitting links then log in to
+send only (LoginMode 0).
 
 Long messages go as parts with a user data header in MsgContent and the
 TP_udhi TLV set to 1; with the ``pk_tlvs`` option each part also carries the
@@ -18,7 +21,8 @@ with a UDH, or PkTotal / PkNumber TLVs alone) is joined before the core sees
 it.
 
 Options (``config.options``), besides those of :mod:`hongyan.channels.link`
-(``active_test_interval`` is the keepalive interval): ``pk_tlvs`` (false);
+(``active_test_interval`` is the keepalive interval): ``receive_connections``
+(0); ``pk_tlvs`` (false);
 ``retry_statuses`` (more Status values meaning "slow down", e.g. "75,76");
 ``priority`` (0-3), ``fee_type``, ``fee_code``, ``fixed_fee``,
 ``valid_time``, ``charge_term_id``, copied into every Submit; ``msg_src``
@@ -41,6 +45,7 @@ from hongyan.protocols.smgp.events import (
 )
 from hongyan.protocols.smgp.tlv import Tag, Tlv
 from hongyan.protocols.smgp.wire import authenticator_client, msg_id_to_str, timestamp_now
+from hongyan.protocols.smgp.wire import encode as encode_pdu
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +89,7 @@ class _Link(WindowedLink):
 
     def __init__(self, channel: SmgpChannel, index: int) -> None:
         super().__init__(channel, index)
+        self.mode = LoginMode.TRANSMIT
         self._handlers = {
             SubmitResp: self._on_submit_resp,
             Deliver: self._on_deliver,
@@ -102,7 +108,7 @@ class _Link(WindowedLink):
         ts = timestamp_now()
         return self.conn.send(Login(self.conn.next_sequence(), cfg.username,
                                     authenticator_client(cfg.username, cfg.password, ts),
-                                    LoginMode.TRANSMIT, ts, V30))
+                                    self.mode, ts, V30))
 
     def logout(self) -> bytes:
         return self.conn.send(Exit(self.conn.next_sequence()))
@@ -188,6 +194,20 @@ class SmgpChannel(LinkChannel):
     def __init__(self, config: ChannelConfig, events: ChannelEvents) -> None:
         super().__init__(config, events)
         opt = config.options
+        try:
+            receivers = int(opt.get("receive_connections", 0))
+        except (TypeError, ValueError):
+            receivers = -1
+        if not 0 <= receivers <= 64:
+            raise ValueError(f"channel {config.name!r}: receive_connections must be a whole "
+                             f"number 0..64, not {opt.get('receive_connections')!r}")
+        if receivers:
+            for link in self._links:
+                link.mode = LoginMode.SEND
+            for _ in range(receivers):
+                link = _Link(self, len(self._links))
+                link.mode = LoginMode.RECEIVE
+                self._links.append(link)
         self._pk_tlvs = _flag(opt.get("pk_tlvs", False))
         try:
             self._retry_statuses = RETRY_STATUSES | set(_int_list(opt.get("retry_statuses")))
@@ -196,10 +216,33 @@ class SmgpChannel(LinkChannel):
                              f"e.g. \"75,76\"") from None
         self._submit_extra: dict = {k: str(opt[k]) for k in _SUBMIT_TEXT_OPTIONS if k in opt}
         if "priority" in opt:
-            self._submit_extra["priority"] = int(opt["priority"])
+            try:
+                priority = int(opt["priority"])
+            except (TypeError, ValueError):
+                priority = -1
+            if not 0 <= priority <= 3:
+                raise ValueError(f"channel {config.name!r}: priority must be 0..3, "
+                                 f"not {opt['priority']!r}")
+            self._submit_extra["priority"] = priority
         self._extra_tlvs: tuple[Tlv, ...] = ()
         if opt.get("msg_src"):
             self._extra_tlvs = (Tlv(Tag.MSG_SRC, str(opt["msg_src"])),)
+        try:
+            # A field that does not fit its octets would fail every message; say so once, now.
+            encode_pdu(Submit(0, ("0",), b"", service_id=config.service_id,
+                          src_term_id=config.access_code, tlvs=self._extra_tlvs,
+                          **self._submit_extra))
+        except SmgpError as e:
+            raise ValueError(f"channel {config.name!r}: {e}") from None
+
+    @property
+    def connected(self) -> bool:
+        return any(link.bound and link.mode != LoginMode.RECEIVE for link in self._links)
+
+    async def _pump(self, link: _Link) -> None:
+        # A link logged in to receive only never takes messages off the queue.
+        if link.mode != LoginMode.RECEIVE:
+            await super()._pump(link)
 
     def encode(self, link: _Link, msg: Outbound) -> list[tuple[int, bytes]]:
         p = plan(msg.text)

@@ -271,10 +271,37 @@ async def test_unencodable_message_fails_alone(running):
     assert ch.connected and sim.stats["accepted"] == 1
 
 
-def test_bad_retry_statuses_option_is_refused():
-    with pytest.raises(ValueError, match="retry_statuses"):
-        SmgpChannel(ChannelConfig(id=1, name="t", protocol="smgp",
-                                  options={"retry_statuses": "busy"}), Recorder().events)
+@pytest.mark.parametrize("options, match", [
+    ({"retry_statuses": "busy"}, "retry_statuses"),
+    ({"priority": "7"}, "priority must be 0..3"),
+    ({"msg_src": "SP-CODE-TOO-LONG"}, "MsgSrc|0x0010"),
+    ({"fee_type": "001"}, "FeeType"),
+    ({"receive_connections": "many"}, "receive_connections"),
+])
+def test_bad_options_are_refused_when_the_channel_is_made(options, match):
+    with pytest.raises(ValueError, match=match):
+        SmgpChannel(ChannelConfig(id=1, name="t", protocol="smgp", options=options),
+                    Recorder().events)
+
+
+async def test_separate_receive_connection(running):
+    sim, rec, ch = await running(connections=2, receive_connections=1)
+    await until(lambda: sim.stats["connections"] == 3)
+    modes = sorted(s.login_mode for s in sim._sessions)
+    assert modes == [LoginMode.SEND, LoginMode.SEND, LoginMode.RECEIVE]
+    ch.send(_messages(30))
+    await until(lambda: rec.resolved() == 30)
+    assert not rec.failures and sim.stats["refused"] == 0
+    total = sum(len(ids) for ids in rec.sent.values())
+    await until(lambda: len(rec.reports) == total)
+    # Reports came on the receive-only connection, and are answered on it.
+    (receiver,) = [s for s in sim._sessions if s.login_mode == LoginMode.RECEIVE]
+    assert len(receiver.awaiting) == total
+    for r in rec.reports:
+        r.ack()
+    await until(lambda: sim.stats["acked"] == total)
+    assert sim.inject_mo("13300001111", ACCESS, "TD") == 1
+    await until(lambda: len(rec.mos) == 1)
 
 
 async def test_whole_path_over_smgp_send_report_and_mo(settings):
