@@ -23,13 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import (BigInteger, Boolean, Connection, Integer, String, func, literal, select,
+from sqlalchemy import (Connection, func, select,
                         update)
 
 from hongyan.domain.clock import now_ms, to_ms
 from hongyan.domain.windows import next_open, parse_hours
 from hongyan.domain.words import WordList
-from hongyan.store.tables import accounts, balances, ledger, messages, reviews, submissions
+from hongyan.store.tables import accounts, messages, reviews, submissions
 from hongyan.store.tables import words as words_table
 
 from .accounts import AdminError
@@ -233,20 +233,10 @@ def reject(conn: Connection, submission_ids: list[int], operator: str, reason: s
         refundable = still_held & (messages.c.cost > 0) & messages.c.refunded.is_(False)
         refunded = int(conn.execute(select(func.coalesce(func.sum(messages.c.cost), 0))
                                     .where(refundable)).scalar())
-        if refunded:
-            # Refunded here rather than by finalize, which follows the account's
-            # refund policy: a rejection is refunded under every policy.
-            conn.execute(ledger.insert().from_select(
-                ["balance_id", "kind", "amount", "submission_id", "message_id", "note", "created_at"],
-                select(literal(row.balance_id, Integer), literal("refund", String), messages.c.cost,
-                       messages.c.submission_id, messages.c.id, literal(REJECT, String),
-                       literal(now, BigInteger)).where(refundable)))
-            conn.execute(update(balances).where(balances.c.id == row.balance_id)
-                         .values(amount=balances.c.amount + refunded))
-            conn.execute(update(messages).where(refundable).values(refunded=literal(True, Boolean)))
         ids = list(conn.execute(select(messages.c.id).where(still_held).order_by(messages.c.id)).scalars())
         conn.execute(update(messages).where(still_held).values(note=note))
-        receiver.finalize(conn, [Final(mid, "failed", REJECT) for mid in ids], now)
+        # A rejection is refunded under every refund policy: nothing was sent.
+        receiver.finalize(conn, [Final(mid, "failed", REJECT, always_refund=True) for mid in ids], now)
         _record(conn, row, "rejected", operator, reason, len(ids), refunded, now)
         out.append(Decision(row.id, row.account_id, "rejected", len(ids), refunded, "rejected", None,
                             row.content, row.extno, row.product_id))

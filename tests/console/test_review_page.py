@@ -17,7 +17,7 @@ TEXT = "【鸿雁】本周特价 <b>限时</b>"
 async def held(stack, to: list[str]) -> int:
     async with httpx.AsyncClient(base_url=stack.base, headers=stack.headers) as api:
         r = await api.post("/v1/messages", json={"to": to, "content": TEXT})
-        assert r.status_code == 200, r.text
+        assert r.status_code == 202 and r.json()["code"] == "content_held", r.text
         return r.json()["submission_id"]
 
 

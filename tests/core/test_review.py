@@ -233,7 +233,7 @@ async def test_a_text_held_by_accept_is_sent_on_approval_and_its_barred_number_s
     async with httpx.AsyncClient(base_url=stack.base, headers=stack.headers) as client:
         r = await client.post("/v1/messages", json={"to": ["13800138000", "18612345678", "13700137000"],
                                                     "content": TEXT})
-        assert r.status_code == 200, r.text
+        assert r.status_code == 202 and r.json()["code"] == "content_held", r.text
         sid = r.json()["submission_id"]
         sub = (await client.get(f"/v1/submissions/{sid}")).json()
         assert sub["state"] == "held" and sub["states"] == {"held": 2, "failed": 1}
