@@ -51,6 +51,8 @@ SCHEDULE_GRACE_MS = 5 * 60 * 1000
 BLACKLISTED = "MBBLACK"
 DISTURB = "DISTURB"
 _SIGNATURE_REFUSAL = {"missing": Code.SIGNATURE_MISSING}
+_SIGNATURE_DETAIL = {"missing": "the text has no 【signature】", "not_approved": "signature not approved: 【{}】",
+                     "multiple": "more than one signature", "empty": "empty signature 【】"}
 
 
 class _Anything:
@@ -242,7 +244,7 @@ class AcceptService:
             if not verdict.ok:
                 found = verdict.signature.text if verdict.signature else ""
                 return fail(_SIGNATURE_REFUSAL.get(verdict.reason, Code.SIGNATURE_INVALID),
-                            f"{verdict.reason}: 【{found}】" if found else str(verdict.reason))
+                            _SIGNATURE_DETAIL[verdict.reason].format(found))
             signed = verdict.text or content
         else:
             signed = content
