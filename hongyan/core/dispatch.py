@@ -78,6 +78,7 @@ class Dispatcher:
         self._tried_unsaved: list[dict] = []
         self._sources: dict[tuple[int, str, str], str | None] = {}
         self._seqno: OrderedDict[tuple[str, int], list[str]] = OrderedDict()
+        self._seqno_on: dict[int, bool] = {}     # channel -> whether it takes long SMS as numbered pieces
         self._down_since: dict[int, float] = {}
         self._restarting: set[int] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -213,7 +214,7 @@ class Dispatcher:
             msg = Outbound(message_id=r.id, phone=r.phone, text=content, source=src, parts=r.parts,
                            attempt=r.attempts)
             out = by_channel.setdefault(channel.id, [])
-            if r.parts > 1 and channel.config.seqno_split:
+            if r.parts > 1 and self._seqno_channel(channel):
                 out.extend(self.pieces.split(msg, self._seqno_texts(content, r.parts)))
             else:
                 out.append(msg)
@@ -245,6 +246,12 @@ class Dispatcher:
             self._sources.clear()
         self._sources[key] = number
         return number
+
+    def _seqno_channel(self, channel: Channel) -> bool:
+        found = self._seqno_on.get(channel.id)
+        if found is None:
+            found = self._seqno_on[channel.id] = channel.config.seqno_split
+        return found
 
     def _seqno_texts(self, content: str, parts: int) -> list[str]:
         """Numbered pieces of ``content``, at least ``parts`` of them (one per billed part)."""

@@ -99,7 +99,7 @@ class Route:
 
 
 class _Group:
-    """Routes of one specificity and priority: smooth weighted round-robin over their channels."""
+    """Routes with the same selector and priority: smooth weighted round-robin over their channels."""
 
     __slots__ = ("channel_ids", "weights", "current")
 
@@ -125,7 +125,7 @@ class _Group:
 
 
 class _Table:
-    """One loaded state of the routes table; replaced whole on reload, never edited."""
+    """One loaded state of the routes table, replaced whole on reload (only its plan cache grows)."""
 
     __slots__ = ("routes", "groups", "plans")
 
