@@ -9,11 +9,14 @@ written only after the commit, with the k1680 document's result codes. The
 Msg_Id in the SUBMIT_RESP is minted here in the CMPP layout, stored as the
 submission's ``client_ref``, and carried back by the status reports.
 
-A long message sent as TP_udhi parts is one submission billed by its parts:
-each earlier part is answered at once with the message's Msg_Id, the part
-that completes it is answered after the commit with the real result. Parts
-that never complete are submitted as far as they go (the customer was told
-they were taken), after ``LONG_SMS_WAIT`` seconds or when the session ends.
+A long message sent as TP_udhi parts is one submission billed by its parts.
+Its parts get consecutive Msg_Ids (one each, as a gateway answers every
+SUBMIT), may arrive on any of the account's sessions, and are answered at
+once except the part that completes the message, which is answered after
+the commit with the result that counts. Its report goes out once per part,
+each naming that part's Msg_Id. Parts that never complete are submitted as
+far as they go after ``LONG_SMS_WAIT`` seconds (the customer was told each
+was taken). Registered_Delivery 0 means no report.
 
 Reports and MO leave as DELIVER through the shared session outbox
 (``session.Session`` does the window, the acks and the back-pressure).
@@ -24,7 +27,6 @@ import asyncio
 import logging
 import time
 from datetime import datetime, timedelta
-from typing import Hashable
 
 from sqlalchemy import Engine, case, distinct, func, select
 
@@ -51,7 +53,8 @@ from .session import IDLE_TIMEOUT, MAX_SESSIONS_PER_ACCOUNT, WINDOW, Session, Se
 log = logging.getLogger(__name__)
 
 LONG_SMS_WAIT = 60.0             # seconds the parts of a long message wait for the rest
-MAX_LONG_OPEN = 64               # incomplete long messages kept per session
+MAX_LONG_OPEN = 256              # incomplete long messages kept per account
+NO_REPORT = ";rd=0"              # in a client reference: the customer asked for no report
 MAX_DESTINATIONS = 100           # DestUsr_tl, CMPP 2.0 section 7.4.3.1
 
 # CONNECT_RESP Status (k1680 section 3.2; CMPP: 5 and above are "other errors").
@@ -62,6 +65,7 @@ CONNECT_AUTH = 3                 # wrong secret, or an address the account may n
 CONNECT_VERSION = 4              # neither 2.0 nor 3.0
 CONNECT_SUSPENDED = 5            # the account (or its org) is locked, disabled or expired
 CONNECT_TOO_MANY = 6             # the account already has its maximum of sessions
+CONNECT_UNAVAILABLE = 7          # the login could not be checked now (the database is away): retry
 
 # Why an account may not log in -> CONNECT_RESP Status.
 CONNECT_REFUSALS: dict[Code, int] = {Code.IP_DENIED: CONNECT_AUTH}
@@ -101,6 +105,9 @@ MAX_OCTETS = {0: 160, 8: 140, 15: 140}
 STAT_FOR_STATE = {"delivered": "DELIVRD", "expired": "EXPIRED", "failed": "UNDELIV"}
 # A DELIVER_RESP whose Result is flow control: offer it again after this many seconds.
 FLOW_CONTROL_PAUSE = 1.0
+# A DELIVER unanswered this long on a live session is offered again (within the
+# outbox's 60 s lease, so no other session is offered it meanwhile).
+DELIVER_TIMEOUT = 30.0
 
 _U64 = (1 << 64) - 1
 
@@ -119,23 +126,43 @@ def cmpp_time(iso_text: str | None) -> str:
     return time.strftime("%y%m%d%H%M")
 
 
-def report_msg_id(item: dict) -> int:
-    """The Msg_Id a report names: the one the SUBMIT_RESP gave (kept as client_ref),
-    else, for messages that came in another way, the submission id."""
-    ref = item.get("client_ref")
-    if isinstance(ref, str) and ref.isdigit() and int(ref) <= _U64:
-        return int(ref)
-    return int(item.get("submission_id") or 0) & _U64
+def client_ref(first_id: int, parts: int = 1, report: bool = True) -> str:
+    """What a submission keeps of its CMPP answer: the Msg_Id of its first part, how
+    many parts it came in (their ids follow the first one), and whether the customer
+    asked for no report (Registered_Delivery 0). Shown as the client reference."""
+    ref = str(first_id) if parts == 1 else f"{first_id}/{parts}"
+    return ref if report else ref + NO_REPORT
+
+
+def read_client_ref(ref: object) -> tuple[list[int], bool] | None:
+    """The Msg_Ids a submission's reports name, and whether to send them; None if
+    ``ref`` is not one of ours (the message came in another way)."""
+    if not isinstance(ref, str):
+        return None
+    report = not ref.endswith(NO_REPORT)
+    if not report:
+        ref = ref[:-len(NO_REPORT)]
+    first, _, parts = ref.partition("/")
+    if not first.isdigit() or (parts and not parts.isdigit()):
+        return None
+    n = int(parts) if parts else 1
+    start = int(first)
+    if not 1 <= n <= 255 or start + n - 1 > _U64:
+        return None
+    return [start + k for k in range(n)], report
 
 
 class _Long:
-    """The first part of a long message: what its submission is made from."""
+    """A long message whose parts are arriving: the ids its parts are answered with,
+    and what its submission is made from (its first part to arrive)."""
 
-    __slots__ = ("msg_id", "submit")
+    __slots__ = ("first_id", "submit", "account", "client_ip")
 
-    def __init__(self, msg_id: int, submit: Submit) -> None:
-        self.msg_id = msg_id
+    def __init__(self, first_id: int, submit: Submit, account: Account, client_ip: str | None) -> None:
+        self.first_id = first_id
         self.submit = submit
+        self.account = account
+        self.client_ip = client_ip
 
 
 class CmppSession(Session):
@@ -143,8 +170,6 @@ class CmppSession(Session):
         super().__init__(server)
         self.server: CmppServer = server
         self.conn = Connection("server", version=None)
-        self.long = Reassembler(timeout=LONG_SMS_WAIT, max_open=MAX_LONG_OPEN)
-        self._long_heads: dict[Hashable, _Long] = {}
         self._mo_ref = 0
 
     # -- reading ----------------------------------------------------------
@@ -206,6 +231,12 @@ class CmppSession(Session):
     def idle_close(self) -> None:
         self.terminate()
 
+    def tick(self, now: float) -> None:
+        late = self.release_late(now, DELIVER_TIMEOUT)
+        if late:
+            log.warning("cmpp server: %d DELIVER to %s unanswered after %.0f s; offered again",
+                        late, self.who(), DELIVER_TIMEOUT)
+
     def _handle(self, ev) -> None:
         t = type(ev)
         if t is Submit:
@@ -246,8 +277,15 @@ class CmppSession(Session):
         if not 0x20 <= ev.version <= 0x3F:
             status = CONNECT_VERSION
         else:
-            acc = server.directory.by_username(ev.source_addr) if ev.source_addr else None
-            if acc is None:
+            try:
+                acc = server.directory.by_username(ev.source_addr) if ev.source_addr else None
+                lookup_failed = False
+            except Exception:  # noqa: BLE001 - the customer is told to retry; the server lives
+                log.exception("cmpp server: cannot look up account %r", ev.source_addr)
+                acc, lookup_failed = None, True
+            if lookup_failed:
+                status = CONNECT_UNAVAILABLE
+            elif acc is None:
                 status = CONNECT_BAD_SOURCE
             elif not auth.verify_connect(ev, acc.secret):
                 status = CONNECT_AUTH
@@ -297,73 +335,40 @@ class CmppSession(Session):
             return self._refuse(ev.sequence_id, RESULT_BAD_LENGTH)
         if len(ev.msg_content) > MAX_OCTETS[ev.msg_fmt]:
             return self._refuse(ev.sequence_id, RESULT_TOO_LONG)
+        report = ev.registered_delivery != 0
         if info is not None and info.total > 1:
-            # The key holds the total, so the reassembler returns text only for a
-            # message whose every part is in (repeats are ignored).
-            key = (info.ref, info.total, ev.dest_terminal_ids, src)
-            head = self._long_heads.get(key)
-            if head is None:
-                head = self._long_heads[key] = _Long(self.server.msg_ids.next(), ev)
-            text = self.long.add(key, info.total, info.seq, decode_payload(raw, ev.msg_fmt, part=True),
-                                 time.monotonic())
-            if text is None:
-                # Taken and held until the rest arrives; the part that completes
-                # the message carries the result of its commit.
-                self.write(self.conn.send(SubmitResp(ev.sequence_id, head.msg_id, 0)))
-                self._flush_expired()
-                return None
-            del self._long_heads[key]
-            self._flush_expired()
-            return self._send(ev.sequence_id, head.msg_id, self._request(head.submit, text, head.msg_id))
+            self._on_part(ev, info.ref, info.total, info.seq, decode_payload(raw, ev.msg_fmt, part=True), report)
+            return None
         text = decode_payload(raw, ev.msg_fmt)
         msg_id = self.server.msg_ids.next()
-        self._send(ev.sequence_id, msg_id, self._request(ev, text, msg_id))
+        self.spawn(self.server.submit(self, ev.sequence_id, msg_id,
+                                      self.server.request(acc, ev, text, client_ref(msg_id, 1, report),
+                                                          self.peer_ip())))
+        return None
 
-    def _request(self, ev: Submit, text: str, msg_id: int) -> SendRequest:
-        acc = self.account
-        ext = acc.extension or ""
-        src = ev.src_id or ""
-        return SendRequest(account=acc, to=list(ev.dest_terminal_ids), content=text,
-                           extno=src[len(ext):] if src else "", client_ref=str(msg_id), dialect="cmpp",
-                           client_ip=self.peer_ip(), max_recipients=MAX_DESTINATIONS)
-
-    def _send(self, seq: int | None, msg_id: int, req: SendRequest) -> None:
-        self.spawn(self._submit(seq, msg_id, req))
-
-    async def _submit(self, seq: int | None, msg_id: int, req: SendRequest) -> None:
-        try:
-            outcome = await self.server.accept.send(req)
-            code = outcome.code
-        except Exception:  # noqa: BLE001 - the customer gets an error, the session lives
-            log.exception("cmpp server: accept failed for %s", self.who())
-            code = Code.SYSTEM_ERROR
-        result = result_for(code)
-        if seq is None:
-            if result:
-                log.warning("cmpp server: the incomplete long message %d of %s was refused: %s",
-                            msg_id, req.account.username, code.value)
-            return
-        if self.open:
-            self.write(self.conn.send(SubmitResp(sequence_id=seq, msg_id=msg_id if result == 0 else 0,
-                                                 result=result)))
-
-    def tick(self, now: float) -> None:
-        self._flush_expired(now)
-
-    def _flush_expired(self, now: float | None = None) -> None:
-        """Submit the long messages that waited too long for their parts, as far as they go."""
-        for key, text in self.long.expire(time.monotonic() if now is None else now):
-            head = self._long_heads.pop(key, None)
-            if head is not None:
-                log.info("cmpp server: long message %d of %s incomplete; submitting the parts that came",
-                         head.msg_id, self.who())
-                self.server.spawn(self._submit(None, head.msg_id, self._request(head.submit, text, head.msg_id)))
-
-    def connection_lost(self, exc) -> None:
-        if self.account is not None and len(self.long):
-            # The customer was told its parts were taken: they are sent as far as they go.
-            self._flush_expired(float("inf"))
-        super().connection_lost(exc)
+    def _on_part(self, ev: Submit, ref: int, total: int, seq: int, text: str, report: bool) -> None:
+        """One part of a long message: held until the message is whole, then one submission."""
+        server = self.server
+        # The parts of one message share the reference, the count, the numbers and the
+        # source, and may come on any of the account's sessions.
+        key = (ref, total, ev.dest_terminal_ids, ev.src_id or "")
+        long = server.long_open(self.account.id)
+        head = server.long_heads.get((self.account.id, key))
+        if head is None:
+            head = server.long_heads[(self.account.id, key)] = _Long(
+                server.consecutive_msg_ids(total), ev, self.account, self.peer_ip())
+        msg_id = head.first_id + seq - 1
+        whole = long.add(key, total, seq, text, time.monotonic())
+        if whole is None:
+            # Taken and held until the rest arrives (answered now, so that an SP that
+            # waits for each answer goes on); the part that completes the message
+            # is answered after the commit, with the result that counts.
+            self.write(self.conn.send(SubmitResp(ev.sequence_id, msg_id, 0)))
+        else:
+            del server.long_heads[(self.account.id, key)]
+            self.spawn(server.submit(self, ev.sequence_id, msg_id, server.request(
+                self.account, head.submit, whole, client_ref(head.first_id, total, report), head.client_ip)))
+        server.expire_long()
 
     # -- statistics -------------------------------------------------------
     async def _on_query(self, ev: Query) -> None:
@@ -376,16 +381,30 @@ class CmppSession(Session):
     def encode_event(self, item: dict) -> tuple[list[int], bytes]:
         conn = self.conn
         if item["kind"] == "report":
-            seq = conn.next_sequence()
-            msg_id = report_msg_id(item)
+            ours = read_client_ref(item.get("client_ref"))
+            if ours is None:
+                # Came in another way (HTTP) to an account whose reports go by session.
+                ids, wanted = [int(item.get("submission_id") or 0) & _U64], True
+            else:
+                ids, wanted = ours
+            if not wanted:
+                return [], b""               # Registered_Delivery 0: the customer wants none
             phone = str(item.get("to") or "")
             status = item.get("carrier_status") or STAT_FOR_STATE.get(item.get("status") or "", "UNKNOWN")
-            report = StatusReport(msg_id=msg_id, stat=str(status)[:7],
-                                  submit_time=cmpp_time(item.get("submitted_at")),
-                                  done_time=cmpp_time(item.get("done_at")), dest_terminal_id=phone,
-                                  smsc_sequence=int(item.get("message_id") or 0) & 0xFFFFFFFF)
-            return [seq], conn.send(Deliver(sequence_id=seq, msg_id=msg_id, dest_id=self.account.extension or "",
-                                            src_terminal_id=phone, registered_delivery=1, report=report))
+            submit_time = cmpp_time(item.get("submitted_at"))
+            done_time = cmpp_time(item.get("done_at"))
+            smsc_sequence = int(item.get("message_id") or 0) & 0xFFFFFFFF
+            seqs, out = [], []
+            # One report per part the customer submitted, each naming that part's Msg_Id,
+            # as a gateway reports every SUBMIT it took.
+            for msg_id in ids:
+                seq = conn.next_sequence()
+                seqs.append(seq)
+                report = StatusReport(msg_id=msg_id, stat=str(status)[:7], submit_time=submit_time,
+                                      done_time=done_time, dest_terminal_id=phone, smsc_sequence=smsc_sequence)
+                out.append(conn.send(Deliver(sequence_id=seq, msg_id=msg_id, dest_id=self.account.extension or "",
+                                             src_terminal_id=phone, registered_delivery=1, report=report)))
+            return seqs, b"".join(out)
         text = str(item.get("content") or "")
         p = plan(text) if text else None
         chunks = p.chunks if p else ("",)
@@ -423,9 +442,77 @@ class CmppServer(SessionServer):
         self.directory = directory
         # Msg_Ids carry the node's code, so two API processes never mint the same one.
         self.msg_ids = MsgIdGenerator(gateway_code & ((1 << 22) - 1))
+        self._long: dict[int, Reassembler] = {}               # account id -> its open long messages
+        self.long_heads: dict[tuple, _Long] = {}              # (account id, key) -> the message
 
     def make_session(self) -> CmppSession:
         return CmppSession(self)
+
+    # -- submitting -------------------------------------------------------
+    def request(self, account: Account, ev: Submit, text: str, ref: str, client_ip: str | None) -> SendRequest:
+        ext = account.extension or ""
+        src = ev.src_id or ""
+        return SendRequest(account=account, to=list(ev.dest_terminal_ids), content=text,
+                           extno=src[len(ext):] if src else "", client_ref=ref, dialect="cmpp",
+                           client_ip=client_ip, max_recipients=MAX_DESTINATIONS)
+
+    async def submit(self, session: CmppSession | None, seq: int | None, msg_id: int, req: SendRequest) -> None:
+        """Accept one submission and answer its SUBMIT (``seq`` on ``session``) after the commit."""
+        try:
+            outcome = await self.accept.send(req)
+            code = outcome.code
+        except Exception:  # noqa: BLE001 - the customer gets an error, the session lives
+            log.exception("cmpp server: accept failed for %s", req.account.username)
+            code = Code.SYSTEM_ERROR
+        result = result_for(code)
+        if session is None:
+            if result:
+                log.warning("cmpp server: the incomplete long message %s of %s was refused: %s",
+                            req.client_ref, req.account.username, code.value)
+            return
+        if session.open:
+            session.write(session.conn.send(SubmitResp(sequence_id=seq, msg_id=msg_id if result == 0 else 0,
+                                                       result=result)))
+
+    def consecutive_msg_ids(self, n: int) -> int:
+        """The first of ``n`` Msg_Ids that follow one another (the parts of one message)."""
+        while True:
+            ids = [self.msg_ids.next() for _ in range(n)]
+            # Only a sequence wrap or a new second between two of them breaks the run.
+            if ids[-1] - ids[0] == n - 1:
+                return ids[0]
+
+    def long_open(self, account_id: int) -> Reassembler:
+        long = self._long.get(account_id)
+        if long is None:
+            long = self._long[account_id] = Reassembler(timeout=LONG_SMS_WAIT, max_open=MAX_LONG_OPEN)
+        return long
+
+    def expire_long(self, now: float | None = None) -> None:
+        """Submit the long messages that waited too long for their parts, as far as they go
+        (the customer was told each part it sent was taken)."""
+        now = time.monotonic() if now is None else now
+        for account_id, long in list(self._long.items()):
+            for key, text in long.expire(now):
+                head = self.long_heads.pop((account_id, key), None)
+                if head is None:
+                    continue
+                log.info("cmpp server: long message %d of %s incomplete after %.0f s; submitting the parts "
+                         "that came", head.first_id, head.account.username, LONG_SMS_WAIT)
+                total = key[1]
+                report = head.submit.registered_delivery != 0
+                self.spawn(self.submit(None, None, head.first_id, self.request(
+                    head.account, head.submit, text, client_ref(head.first_id, total, report), head.client_ip)))
+            if not len(long):
+                del self._long[account_id]
+
+    def tick(self, now: float) -> None:
+        self.expire_long(now)
+
+    async def stop(self) -> None:
+        # Parts still waiting go out as far as they came, while the writer still runs.
+        self.expire_long(float("inf"))
+        await super().stop()
 
     async def query_counts(self, account_id: int, day: str) -> dict:
         """QUERY_RESP counts of the account's traffic on ``day`` (YYYYMMDD, local time)."""

@@ -63,6 +63,9 @@ class SessionServer:
     def make_session(self) -> Session:
         raise NotImplementedError
 
+    def tick(self, now: float) -> None:
+        """Periodic housekeeping of the server (``now`` is time.monotonic()); nothing by default."""
+
     # -- listening ------------------------------------------------------------
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -165,6 +168,10 @@ class SessionServer:
         while True:
             await asyncio.sleep(every)
             now = time.monotonic()
+            try:
+                self.tick(now)
+            except Exception:  # noqa: BLE001 - housekeeping must not stop the sweep
+                log.exception("%s server: housekeeping failed", self.name)
             for s in list(self.sessions):
                 if idle and s.last_seen < now - idle:
                     log.info("%s server: closing %s, silent for %.0f s", self.name, s.who(), idle)
@@ -188,6 +195,7 @@ class Session(asyncio.Protocol):
         # request sequence id -> outbox event id, for PDUs sent and not yet answered
         self.awaiting: dict[int, int] = {}
         self._pdus_left: dict[int, int] = {}     # event id -> its PDUs not yet answered
+        self._offered_at: dict[int, float] = {}  # sequence id -> when it was sent
         self.in_flight = 0
         self._write_paused = False
         self._read_paused = False
@@ -205,6 +213,18 @@ class Session(asyncio.Protocol):
 
     def tick(self, now: float) -> None:
         """Periodic housekeeping (``now`` is time.monotonic()); nothing by default."""
+
+    def release_late(self, now: float, timeout: float) -> int:
+        """Give back the events whose PDUs went unanswered for ``timeout`` seconds on this
+        live session, so they are offered again and their window slots free up."""
+        late = [seq for seq, at in self._offered_at.items() if now - at >= timeout]
+        released = 0
+        for seq in late:
+            if seq in self.awaiting:
+                self.answered(seq, False)
+                released += 1
+            self._offered_at.pop(seq, None)
+        return released
 
     def idle_close(self) -> None:
         """Close a session that has been silent too long (a protocol may say goodbye first)."""
@@ -234,6 +254,7 @@ class Session(asyncio.Protocol):
             ids = list(dict.fromkeys(self.awaiting.values()))
             self.awaiting.clear()
             self._pdus_left.clear()
+            self._offered_at.clear()
             self.server.release(ids)
 
     def pause_writing(self) -> None:
@@ -326,6 +347,7 @@ class Session(asyncio.Protocol):
     def offer(self, items: list[dict]) -> None:
         out: list[bytes] = []
         unsent: list[int] = []
+        now = time.monotonic()
         for item in items:
             if not self.open:
                 unsent.append(item["id"])
@@ -337,8 +359,13 @@ class Session(asyncio.Protocol):
                               item.get("id"), self.who())
                 unsent.append(item["id"])
                 continue
+            if not seqs:
+                # Nothing to send for it (the customer asked for no report): done.
+                self.server.ack(item["id"])
+                continue
             for seq in seqs:
                 self.awaiting[seq] = item["id"]
+                self._offered_at[seq] = now
             if len(seqs) > 1:
                 self._pdus_left[item["id"]] = len(seqs)
             out.append(pdu)
@@ -353,6 +380,7 @@ class Session(asyncio.Protocol):
         ``retry_after`` seconds during which this session is offered nothing.
         """
         event_id = self.awaiting.pop(sequence_id, None)
+        self._offered_at.pop(sequence_id, None)
         if event_id is None:
             return
         if accepted:
@@ -371,6 +399,7 @@ class Session(asyncio.Protocol):
             del self._pdus_left[event_id]
             for seq in [q for q, e in self.awaiting.items() if e == event_id]:
                 del self.awaiting[seq]
+                self._offered_at.pop(seq, None)
         if retry_after:
             self._hold_until = time.monotonic() + retry_after
             asyncio.get_running_loop().call_later(retry_after, self.server.outbox.wake)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import time
 from datetime import datetime
 
 import pytest
@@ -156,8 +157,12 @@ async def stack(settings):
 
 
 def _submission(engine, msg_id: int):
+    """The submission whose SUBMIT_RESP (or one of whose parts') gave ``msg_id``."""
     with engine.connect() as conn:
-        return conn.execute(select(submissions).where(submissions.c.client_ref == str(msg_id))).one_or_none()
+        rows = conn.execute(select(submissions)).all()
+    found = [r for r in rows if (cmpp_server.read_client_ref(r.client_ref) or ([],))[0].count(msg_id)]
+    assert len(found) <= 1
+    return found[0] if found else None
 
 
 # -- login -------------------------------------------------------------------------
@@ -256,33 +261,51 @@ async def test_a_long_message_in_udh_parts_is_one_submission(stack):
         resps.append(await c.submit("13800138000", concat_udh(0x5A, len(chunks), i) + chunk, msg_fmt=8,
                                     tp_udhi=1, pk_total=len(chunks), pk_number=i))
     assert [r.result for r in resps] == [0, 0]
-    assert len({r.msg_id for r in resps}) == 1                  # every part names the message
+    # Each part has its own Msg_Id, as a gateway gives every SUBMIT; they follow one another.
+    assert resps[1].msg_id == resps[0].msg_id + 1
     sub = _submission(stack.engine, resps[0].msg_id)
-    assert sub.content == text and sub.parts == 2
+    assert sub.content == text and sub.parts == 2 and sub.client_ref == f"{resps[0].msg_id}/2"
+    assert _submission(stack.engine, resps[1].msg_id).id == sub.id
     # Three parts sent out of order, pipelined, to two numbers: still one submission.
     text3 = "Hongyan " * 40                                       # 320 GSM characters: three parts
     parts = [text3[i:i + 153].encode() for i in range(0, len(text3), 153)]
-    seqs = []
+    seqs = {}
     for i in (2, 3, 1):
         seq = c.conn.next_sequence()
-        seqs.append(seq)
+        seqs[seq] = i
         c.send(Submit(seq, ("13800138001", "13800138002"), concat_udh(7, 3, i) + parts[i - 1], tp_udhi=1))
-    got = [await c.expect(SubmitResp) for _ in range(3)]
-    assert all(r.result == 0 for r in got) and len({r.msg_id for r in got}) == 1
-    sub = _submission(stack.engine, got[0].msg_id)
+    got = {seqs[r.sequence_id]: r for r in [await c.expect(SubmitResp) for _ in range(3)]}
+    assert all(r.result == 0 for r in got.values())
+    assert [got[i].msg_id - got[1].msg_id for i in (1, 2, 3)] == [0, 1, 2]
+    sub = _submission(stack.engine, got[1].msg_id)
     assert sub.content == text3 and sub.recipients == 2 and sub.parts == 3
     with stack.engine.connect() as conn:
         assert len(conn.execute(select(submissions.c.id)).all()) == 2
 
 
-async def test_an_incomplete_long_message_is_sent_as_far_as_it_goes_when_the_session_ends(stack):
+async def test_the_parts_of_a_long_message_may_come_on_different_sessions(stack):
+    a = await stack.login()
+    first = await a.submit("13800138000", concat_udh(3, 2, 1) + b"first half, ", tp_udhi=1)
+    assert first.result == 0 and _submission(stack.engine, first.msg_id) is None
+    await a.close()                                              # the SP reconnects before the rest
+    b = await stack.login()
+    second = await b.submit("13800138000", concat_udh(3, 2, 2) + b"second half", tp_udhi=1)
+    assert second.result == 0 and second.msg_id == first.msg_id + 1
+    assert _submission(stack.engine, first.msg_id).content == "first half, second half"
+
+
+async def test_an_incomplete_long_message_is_sent_as_far_as_it_goes_after_the_wait(stack, monkeypatch):
+    monkeypatch.setattr(cmpp_server, "LONG_SMS_WAIT", 0.2)
     c = await stack.login()
     resp = await c.submit("13800138000", concat_udh(9, 3, 1) + b"first part ", tp_udhi=1)
     assert resp.result == 0
-    assert _submission(stack.engine, resp.msg_id) is None        # waiting for the other parts
-    await c.close()
+    stack.server.tick(time.monotonic())
+    assert _submission(stack.engine, resp.msg_id) is None        # still waiting for the other parts
+    await asyncio.sleep(0.3)
+    stack.server.tick(time.monotonic())                          # what the server's sweep calls
     await until(lambda: _submission(stack.engine, resp.msg_id) is not None, what="the partial submission")
-    assert _submission(stack.engine, resp.msg_id).content == "first part "
+    sub = _submission(stack.engine, resp.msg_id)
+    assert sub.content == "first part " and sub.client_ref == f"{resp.msg_id}/3"
 
 
 # -- reports and MO -----------------------------------------------------------------
@@ -300,6 +323,27 @@ async def test_a_submit_comes_back_as_a_deliver_report(stack):
     assert len(r.submit_time) == 10 and r.done_time[:6] == now.strftime("%y%m%d")
     c.send(DeliverResp(report.sequence_id, report.msg_id, 0))
     await until(lambda: _event_states(stack.engine) == ["done"], what="the report to be done")
+
+
+async def test_a_long_message_is_reported_once_per_part_and_registered_delivery_0_gets_none(stack):
+    c = await stack.login()
+    ids = []
+    for i, half in enumerate((b"first half, ", b"second half"), 1):
+        ids.append((await c.submit("13800138000", concat_udh(4, 2, i) + half, tp_udhi=1)).msg_id)
+    reports = [await c.expect(Deliver), await c.expect(Deliver)]
+    assert sorted(r.report.msg_id for r in reports) == ids
+    assert all(r.report.stat == "DELIVRD" and r.report.dest_terminal_id == "13800138000" for r in reports)
+    c.send(DeliverResp(reports[0].sequence_id, reports[0].msg_id, 0))
+    await asyncio.sleep(0.2)
+    assert _event_states(stack.engine) == ["session"]            # done only when every part is answered
+    c.send(DeliverResp(reports[1].sequence_id, reports[1].msg_id, 0))
+    await until(lambda: _event_states(stack.engine) == ["done"], what="the report to be done")
+    quiet = await c.submit("13800138001", b"no report please", registered_delivery=0)
+    assert quiet.result == 0
+    assert _submission(stack.engine, quiet.msg_id).client_ref == f"{quiet.msg_id};rd=0"
+    await until(lambda: _event_states(stack.engine) == ["done", "done"], what="the unwanted report settled")
+    await asyncio.sleep(0.2)
+    assert c.inbox.empty()
 
 
 async def test_a_report_made_while_no_session_is_bound_is_delivered_after_login(stack):
@@ -331,6 +375,20 @@ async def test_an_unacknowledged_deliver_is_offered_again_after_reconnect(stack)
     await until(lambda: _event_states(stack.engine) == ["done"], what="the report to be done")
     await asyncio.sleep(0.3)
     assert again.inbox.empty()                                  # not offered a third time
+
+
+async def test_a_deliver_left_unanswered_on_a_live_session_is_offered_again(stack, monkeypatch):
+    monkeypatch.setattr(cmpp_server, "DELIVER_TIMEOUT", 0.2)
+    c = await stack.login()
+    resp = await c.submit("13800138000", b"hello")
+    first = await c.expect(Deliver)
+    await asyncio.sleep(0.3)
+    session = next(iter(stack.server.sessions))
+    session.tick(time.monotonic())                               # what the server's sweep calls
+    again = await c.expect(Deliver)
+    assert again.report.msg_id == resp.msg_id and again.sequence_id != first.sequence_id
+    c.send(DeliverResp(again.sequence_id, again.msg_id, 0))
+    await until(lambda: _event_states(stack.engine) == ["done"], what="the report to be done")
 
 
 async def test_mo_arrives_as_deliver(stack):
