@@ -1,6 +1,6 @@
 """Two simulated carriers behind routes: one is stopped in the middle of a load and
 every message still ends delivered, recorded and reported once; numbers go to
-their carrier's route."""
+their carrier's route; a carrier without long SMS gets numbered pieces."""
 from __future__ import annotations
 
 import asyncio
@@ -27,9 +27,11 @@ class Seen:
     def __init__(self, sim: CmppSimulator) -> None:
         self.phones: Counter[str] = Counter()
         self.sources: dict[str, str] = {}
+        self.submits: list = []
         sim.on_submit.append(self)
 
     def __call__(self, ev) -> None:
+        self.submits.append(ev)
         for phone in ev.dest_terminal_ids:
             self.phones[phone] += 1
             self.sources[phone] = ev.src_id
@@ -163,3 +165,38 @@ async def test_numbers_go_to_their_carriers_route(settings):
     assert set(seen_a.phones) == {cmcc, telecom}
     # Each channel's access code + the account's extension 12 + the request's 77.
     assert seen_b.sources[unicom] == "10695551277" and seen_a.sources[cmcc] == "10690001277"
+
+
+async def test_a_carrier_without_long_sms_gets_numbered_pieces_billed_as_parts(settings):
+    sim_a, sim_b, cb, cb_server, user = await two_carriers(
+        settings, report_delay=0.05, mps=500,
+        routes=[{"channel": "sim2", "carrier": "联通"}, {"channel": "sim"}])
+    engine = make_engine(settings.resolved_database_url())
+    with engine.begin() as conn:
+        conn.execute(tables.channels.update().where(tables.channels.c.name == "sim2").values(
+            options=orjson.dumps({"active_test_interval": 5, "supports_long": "false"}).decode()))
+    engine.dispose()
+    seen_a, seen_b = Seen(sim_a), Seen(sim_b)
+    runtime, server = await start_server(settings)
+    text = "【鸿雁】" + "长" * 130              # 134 UCS2 units: 2 parts of 67
+    base = f"http://127.0.0.1:{settings.http_port}"
+    try:
+        await until(lambda: sim_a.stats["connections"] and sim_b.stats["connections"], what="both channels bound")
+        async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {user['key']}"}) as client:
+            r = await client.post("/v1/messages", json={"to": ["13800138000", "18612345678"], "content": text})
+            assert r.status_code == 200, r.text
+            assert r.json()["parts"] == 2 and r.json()["cost"] == 4
+        await until(lambda: states(runtime.engine).get("delivered", 0) == 2, what="both delivered")
+        await until(lambda: len(cb.reports()) == 2, what="both reports pushed")
+    finally:
+        await stop_asgi(server)
+        await stop_asgi(cb_server)
+        await sim_a.stop()
+        await sim_b.stop()
+    # The carrier with long SMS: two parts with a concatenation header.
+    assert [(ev.pk_total, ev.tp_udhi) for ev in seen_a.submits] == [(2, 1), (2, 1)]
+    # The one without: three plain SMS, numbered, that read as the text once joined.
+    pieces = [ev.msg_content.decode("utf-16-be") for ev in seen_b.submits]
+    assert [(ev.pk_total, ev.tp_udhi) for ev in seen_b.submits] == [(1, 0)] * 3
+    assert [p[:4] for p in pieces] == ["1/3)", "2/3)", "3/3)"] and "".join(p[4:] for p in pieces) == text
+    assert {r["parts"] for r in cb.reports()} == {2} and all(r["status"] == "delivered" for r in cb.reports())
