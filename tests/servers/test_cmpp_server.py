@@ -526,3 +526,36 @@ async def test_the_bench_front_pipelines_a_window_per_session_and_acks_every_rep
     finally:
         for c in clients:
             c.close()
+
+
+# -- wiring ---------------------------------------------------------------------------
+
+def test_the_port_setting_turns_the_server_on_off_or_onto_a_free_port(monkeypatch, tmp_path):
+    from hongyan.config import Settings, load
+
+    assert Settings().cmpp_server_port == 7890 and Settings().server_host == "0.0.0.0"
+    for env, port in (("off", None), ("", None), ("none", None), ("0", 0), ("-1", None), ("7999", 7999)):
+        monkeypatch.setenv("HONGYAN_CMPP_SERVER_PORT", env)
+        s = load(str(tmp_path / "absent.toml"))
+        assert Settings.listen_port(s.cmpp_server_port) == port, env
+
+
+async def test_a_negative_port_starts_no_server_and_port_0_shows_the_one_picked(settings):
+    settings.cmpp_server_port = -1
+    runtime = Runtime(settings)
+    await runtime.start()
+    try:
+        assert "cmpp" not in runtime.servers and "cmpp" not in runtime.stats()["servers"]
+    finally:
+        await runtime.stop()
+    settings.cmpp_server_port = 0
+    runtime = Runtime(settings)
+    await runtime.start()
+    try:
+        port = runtime.stats()["servers"]["cmpp"]["port"]
+        assert port > 0
+        c = await Customer.open(port)
+        assert (await c.connect("nobody", "x")).status == 2      # it is listening there
+        await c.close()
+    finally:
+        await runtime.stop()
