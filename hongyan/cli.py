@@ -484,7 +484,8 @@ def channel() -> None:
 @channel.command("add")
 @click.argument("name")
 @click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default="cmpp2",
-              help="cmpp2, or http-<dialect> for another platform reached through that vendor API.")
+              help="A carrier protocol (cmpp2, cmpp3, smpp, sgip, smgp), or http-<dialect> for another "
+                   "platform reached through that vendor API.")
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", type=int, default=7890)
 @click.option("--username", required=True, help="Login (CMPP: the SP id, Source_Addr).")
