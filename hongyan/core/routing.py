@@ -15,10 +15,11 @@ account, product or carrier matches any.  For one message:
    every run of ``sum(weights)`` messages is spread exactly by weight, evenly
    interleaved rather than in bursts.
 3. A channel is skipped while it is disconnected, while it is suspended
-   (``suspend_after`` retryable submit failures in a row suspend it for
-   ``suspend_s``, doubling while it keeps failing, up to ``suspend_max_s``),
-   and, for a message that failed retryably on it, on that message's next
-   attempt.  The next group is then tried.  When every candidate is skipped
+   (``suspend_after`` retryable submit failures in a row while it is
+   connected suspend it for ``suspend_s``, doubling each time it is
+   suspended again before it has a submit accepted, up to ``suspend_max_s``;
+   one accepted submit ends it), and, for a message that failed retryably on
+   it, on that message's next attempt.  The next group is then tried.  When every candidate is skipped
    that way, the suspended and the already-tried channels are used after all
    (a connected channel that might fail beats one that is down), still in
    route order.
@@ -170,6 +171,7 @@ class Router:
         self._loaded: tuple | None = None
         self._checked = float("-inf")
         self._failures: dict[int, int] = {}       # channel -> retryable failures in a row
+        self._episodes: dict[int, int] = {}       # channel -> suspensions since its last accepted submit
         self._suspended: dict[int, float] = {}    # channel -> clock time it may be used again
 
     # -- channels -----------------------------------------------------------
@@ -231,22 +233,35 @@ class Router:
 
     # -- health ---------------------------------------------------------------
     def note_sent(self, channel_id: int) -> None:
-        if channel_id in self._failures:
-            del self._failures[channel_id]
+        if channel_id in self._failures or channel_id in self._episodes:
+            self._failures.pop(channel_id, None)
+            self._episodes.pop(channel_id, None)
             self._suspended.pop(channel_id, None)
 
     def note_failed(self, channel_id: int, retryable: bool) -> None:
-        """A submit failed. Final refusals are about the message, not the channel: only retryable ones count."""
+        """A submit failed; only retryable failures of a connected channel that is not suspended count.
+
+        A final refusal is about the message, not the channel. A channel that is
+        down is skipped anyway, and what fails as its links go is no sign of how
+        it will do once back. Failures while suspended are of submits made
+        before the pause: counting them would stretch the pause for one burst.
+        """
         if not retryable:
             return
+        ch = self._channels.get(channel_id)
+        if (ch is not None and not ch.connected) or self.suspended(channel_id):
+            return
         n = self._failures.get(channel_id, 0) + 1
-        self._failures[channel_id] = n
-        if n >= self.suspend_after:
-            pause = min(self.suspend_s * 2 ** min(n - self.suspend_after, 16), self.suspend_max_s)
-            if channel_id not in self._suspended or n == self.suspend_after:
-                log.warning("channel %s suspended for %.0f s after %d retryable failures in a row",
-                            channel_id, pause, n)
-            self._suspended[channel_id] = self.clock() + pause
+        if n < self.suspend_after:
+            self._failures[channel_id] = n
+            return
+        self._failures[channel_id] = 0
+        episode = self._episodes.get(channel_id, 0)
+        self._episodes[channel_id] = episode + 1
+        pause = min(self.suspend_s * 2 ** min(episode, 16), self.suspend_max_s)
+        self._suspended[channel_id] = self.clock() + pause
+        log.warning("channel %s suspended for %.0f s after %d retryable failures in a row",
+                    ch.config.name if ch is not None else channel_id, pause, n)
 
     def suspended(self, channel_id: int) -> bool:
         until = self._suspended.get(channel_id)
@@ -265,7 +280,7 @@ class Router:
         if suspended:
             now = self.clock()
             for cid in [c for c, until in suspended.items() if until <= now]:
-                del suspended[cid]  # the pause is over: try it again (one more failure re-suspends)
+                del suspended[cid]  # the pause is over: try it again
         up = frozenset(cid for cid, ch in channels.items() if ch.connected)
         good_base = up.difference(suspended) if suspended else up
         table = self._table

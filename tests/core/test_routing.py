@@ -193,16 +193,37 @@ def test_retryable_failures_in_a_row_suspend_a_channel_for_a_while():
     assert picks(r, 1) == [1]
     r.note_failed(1, retryable=True)         # the third retryable one in a row
     assert r.suspended(1) and picks(r, 1) == [2]
+    for _ in range(10):
+        r.note_failed(1, retryable=True)     # answers to what it had before the pause: no longer pause
     b.up = False
     assert picks(r, 1) == [1]                # suspended beats down
     b.up = True
     clock.t += 5.1
     assert picks(r, 1) == [1]                # the pause is over
-    r.note_failed(1, retryable=True)         # still failing: suspended again, twice as long
+    for _ in range(3):
+        r.note_failed(1, retryable=True)     # still failing: suspended again, twice as long
     clock.t += 5.1
     assert picks(r, 1) == [2]
     clock.t += 5.0
-    r.note_sent(1)
+    assert picks(r, 1) == [1]
+    for _ in range(3):
+        r.note_failed(1, retryable=True)
+    assert r.suspended(1)
+    r.note_sent(1)                           # one accepted submit ends it, and the doubling
+    assert not r.suspended(1) and picks(r, 1) == [1]
+    for _ in range(3):
+        r.note_failed(1, retryable=True)
+    clock.t += 5.1
+    assert not r.suspended(1)
+
+
+def test_failures_of_a_channel_that_is_down_do_not_suspend_it():
+    a, b = FakeChannel(1), FakeChannel(2)
+    r = router_with(a, b, routes=[Route(1, channel_id=1, priority=0), Route(2, channel_id=2, priority=1)])
+    a.up = False
+    for _ in range(50):
+        r.note_failed(1, retryable=True)     # its link went, taking its window with it
+    a.up = True
     assert not r.suspended(1) and picks(r, 1) == [1]
 
 
