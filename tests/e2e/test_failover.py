@@ -200,3 +200,34 @@ async def test_a_carrier_without_long_sms_gets_numbered_pieces_billed_as_parts(s
     assert [(ev.pk_total, ev.tp_udhi) for ev in seen_b.submits] == [(1, 0)] * 3
     assert [p[:4] for p in pieces] == ["1/3)", "2/3)", "3/3)"] and "".join(p[4:] for p in pieces) == text
     assert {r["parts"] for r in cb.reports()} == {2} and all(r["status"] == "delivered" for r in cb.reports())
+
+
+async def test_a_carrier_that_refuses_for_flow_control_is_suspended_and_its_messages_go_elsewhere(settings):
+    sim_a, sim_b, cb, cb_server, user = await two_carriers(
+        settings, report_delay=0.05, mps=500,
+        routes=[{"channel": "sim", "weight": 1}, {"channel": "sim2", "weight": 1}])
+    sim_a.flow_control_every(1)            # A answers every submit "flow control" (CMPP result 8)
+    seen_a, seen_b = Seen(sim_a), Seen(sim_b)
+    runtime, server = await start_server(settings)
+    n = 200
+    phones = [f"1390013{i:04d}" for i in range(n)]
+    base = f"http://127.0.0.1:{settings.http_port}"
+    try:
+        await until(lambda: sim_a.stats["connections"] and sim_b.stats["connections"], what="both channels bound")
+        async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {user['key']}"}) as client:
+            r = await client.post("/v1/messages", json={"to": phones, "content": "【鸿雁】验证码 1234"})
+            assert r.status_code == 200, r.text
+        await until(lambda: states(runtime.engine).get("delivered", 0) == n, timeout=30, what="every message delivered")
+        ids = {ch.config.name: ch.id for ch in runtime.router.channels()}
+        assert runtime.router.suspended(ids["sim"])
+        with runtime.engine.connect() as conn:
+            on = Counter(conn.execute(select(tables.messages.c.channel_id)).scalars())
+    finally:
+        await stop_asgi(server)
+        await stop_asgi(cb_server)
+        await sim_a.stop()
+        await sim_b.stop()
+    assert on == {ids["sim2"]: n}        # every message ended up submitted on B
+    assert set(seen_b.phones) == set(phones) and all(v == 1 for v in seen_b.phones.values())
+    # A was handed its weighted share of the first batch, refused it, and then no more.
+    assert 3 <= sum(seen_a.phones.values()) <= n // 2 + 1
