@@ -634,3 +634,15 @@ async def test_admin_api_routes(settings):
             assert (await client.get("/v1/admin/routes", headers=admin)).json()["items"] == []
     engine.dispose()
     reader.dispose()
+
+
+async def test_invalid_source_settings_hold_the_messages_with_a_note(dispatch_env):
+    engine, reader, writer, directory, user = dispatch_env
+    bad = FakeChannel(1, access_code="1069", source_max_len="3")    # the access code alone is too long
+    d = Dispatcher(writer, reader, directory, router_with(bad), node_id=1)
+    (mid,) = queue(engine, user["id"], [("13800138000", CMCC)], "【鸿雁】hi")
+    await claim_and_hand(d)
+    assert bad.handed == []
+    with engine.connect() as conn:
+        row = conn.execute(select(tables.messages).where(tables.messages.c.id == mid)).one()
+    assert row.state == "queued" and row.attempts == 0 and "source number" in row.note
