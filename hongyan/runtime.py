@@ -216,7 +216,9 @@ class Runtime:
             "push_failures": self.notifier.failures if self.notifier else 0,
             "servers": {name: server.stats() for name, server in self.servers.items()},
             "channels": [{"id": ch.id, "name": ch.config.name, "protocol": ch.config.protocol,
-                          "connected": ch.connected, "queued": ch.queued()} for ch in self.router.channels()],
+                          "connected": ch.connected, "queued": ch.queued(),
+                          "suspended": self.router.suspended(ch.id)} for ch in self.router.channels()],
+            "routes": len(self.router.routes()),
         }
 
 

@@ -220,6 +220,9 @@ async def test_a_carrier_that_refuses_for_flow_control_is_suspended_and_its_mess
         await until(lambda: states(runtime.engine).get("delivered", 0) == n, timeout=30, what="every message delivered")
         ids = {ch.config.name: ch.id for ch in runtime.router.channels()}
         assert runtime.router.suspended(ids["sim"])
+        health = {c["name"]: c for c in runtime.stats()["channels"]}
+        assert health["sim"]["suspended"] is True and health["sim2"]["suspended"] is False
+        assert runtime.stats()["routes"] == 2
         with runtime.engine.connect() as conn:
             on = Counter(conn.execute(select(tables.messages.c.channel_id)).scalars())
     finally:
