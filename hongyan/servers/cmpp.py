@@ -116,13 +116,26 @@ def result_for(code: Code) -> int:
     return RESULTS.get(code, RESULT_OTHER)
 
 
+_CMPP_TIMES: dict[str, str] = {}
+
+
 def cmpp_time(iso_text: str | None) -> str:
     """An ISO time from a report as the report's YYMMDDHHMM, in the server's local time."""
     if iso_text:
+        # Reports go out by the thousand a second and mostly share their minute, so the
+        # answer is kept per minute and UTC offset (seconds and fraction dropped).
+        key = iso_text[:16] + iso_text[23:] if len(iso_text) > 23 and iso_text[19:20] == "." else iso_text
+        hit = _CMPP_TIMES.get(key)
+        if hit is not None:
+            return hit
         try:
-            return datetime.fromisoformat(iso_text).astimezone().strftime("%y%m%d%H%M")
+            text = datetime.fromisoformat(iso_text).astimezone().strftime("%y%m%d%H%M")
         except ValueError:
-            pass
+            return time.strftime("%y%m%d%H%M")
+        if len(_CMPP_TIMES) > 4096:
+            _CMPP_TIMES.clear()
+        _CMPP_TIMES[key] = text
+        return text
     return time.strftime("%y%m%d%H%M")
 
 
