@@ -17,7 +17,9 @@ approves or rejects it (``core.review``).
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
@@ -34,10 +36,12 @@ from hongyan.store.writer import Writer, batched
 
 from .accounts import Account, Directory
 from .blacklist import Blacklist
-from .limits import Limits, LocalLimits
+from .limits import Limits, LimitsUnavailable, LocalLimits
 from .notify import SESSION_DIALECTS
 from .receive import Final, Receiver
 from .rules import RuleBook, RuleSettings
+
+log = logging.getLogger(__name__)
 
 SUBMISSION_COLUMNS = ("id", "account_id", "idempotency_key", "request_hash", "client_ref", "dialect", "content",
                       "extno", "product_id", "balance_id", "recipients", "parts", "cost", "state",
@@ -109,6 +113,9 @@ class _Prepared:
     # Per phone: None to send, else the status it ends with unsent (MBBLACK, DISTURB).
     barred: list[str | None] | None = None
     held: str | None = None           # the review word that holds the submission
+    # What this request took of the traffic allowances, to give back if it is not accepted.
+    took: int = 0                     # from the messages-a-second bucket
+    counted: bool = False             # sendable() was counted by the frequency limits
 
     @property
     def billed(self) -> int:
@@ -268,13 +275,83 @@ class AcceptService:
                 return fail(Code.RATE_LIMITED, f"{amount} messages in one request, limit {rules.mps} a second")
             if not await self.limits.take(p.account_id, amount, rules.mps):
                 return fail(Code.RATE_LIMITED, f"more than {rules.mps} messages a second")
+            p.took = amount
         if rules.per_number_daily or rules.same_content_minutes:
             over = await self.limits.frequency(p.account_id, p.sendable(), p.content,
                                                per_day=rules.per_number_daily,
                                                same_minutes=rules.same_content_minutes)
+            p.counted = True
             if over:
                 p.bar(over, DISTURB)
+                if p.took:
+                    # Numbers barred here are never sent: they use none of the second's allowance.
+                    back = p.took - p.billed * p.parts
+                    await self.limits.put_back(p.account_id, back, rules.mps)
+                    p.took -= back
         return None
+
+    async def _give_back(self, preps: list[_Prepared]) -> None:
+        """Return what refused requests took of the rate and frequency allowances."""
+        for p in preps:
+            try:
+                if p.took:
+                    await self.limits.put_back(p.account_id, p.took, p.rules.mps)
+                    p.took = 0
+                if p.counted and p.sendable():
+                    await self.limits.uncount(p.account_id, p.sendable(), p.content,
+                                              per_day=p.rules.per_number_daily,
+                                              same_minutes=p.rules.same_content_minutes)
+                p.counted = False
+            except LimitsUnavailable as exc:
+                # The request is refused either way; the counts expire by themselves.
+                log.warning("could not give back the traffic counts of account %d: %s", p.account_id, exc)
+
+    async def _limited(self, preps: list[_Prepared], dialect: str, job, arg) -> Outcome:
+        """Run the commit ``job`` inside the account's traffic limits.
+
+        The concurrency slot is given back however the request ends (refused,
+        failed, or its caller gone). What the request took of the rate and
+        frequency allowances is given back when it is not accepted: refused
+        by a limit, the balance or the quota, a replay of an earlier request,
+        or a commit that failed. When the counters cannot be reached the
+        request is refused ``SYSTEM_BUSY``: the limits are never waived.
+        """
+        account_id = preps[0].account_id
+        # A session's window bounds its requests in flight; the concurrency
+        # rule is for HTTP callers.
+        limit = 0 if dialect in SESSION_DIALECTS else preps[0].rules.concurrency
+        ticket = None
+        give_back = True
+        try:
+            if limit:
+                ticket = await self.limits.enter(account_id, limit)
+                if ticket is None:
+                    return fail(Code.TOO_MANY_CONCURRENT, f"more than {limit} requests at once")
+            for p in preps:
+                refusal = await self._traffic(p)
+                if refusal is not None:
+                    return refusal
+            try:
+                outcome = await self.writer.run(job, arg)
+            except asyncio.CancelledError:
+                # The caller went away, but the writer commits the job all the
+                # same: what it took stays taken.
+                give_back = False
+                raise
+            give_back = not outcome.ok or bool(outcome.data.get("replayed"))
+            return outcome
+        except LimitsUnavailable as exc:
+            log.warning("traffic limits unavailable, refusing a request of account %d: %s", account_id, exc)
+            return fail(Code.SYSTEM_BUSY, "the traffic limits cannot be checked now")
+        finally:
+            if give_back:
+                await self._give_back(preps)
+            if ticket is not None:
+                try:
+                    await self.limits.leave(account_id, ticket)
+                except LimitsUnavailable as exc:
+                    # The request's own answer stands; the slot's lease frees it.
+                    log.warning("could not give back a concurrency slot of account %d: %s", account_id, exc)
 
     def _told(self, outcome: Outcome, p: _Prepared, submission_id: int) -> None:
         if self.on_accepted is not None:
@@ -286,19 +363,7 @@ class AcceptService:
         prepared = self.prepare(req)
         if isinstance(prepared, Outcome):
             return prepared
-        limit = 0 if req.dialect in SESSION_DIALECTS else prepared.rules.concurrency
-        # A session's window bounds its requests in flight; the concurrency
-        # rule is for HTTP callers.
-        if limit and not await self.limits.enter(prepared.account_id, limit):
-            return fail(Code.TOO_MANY_CONCURRENT, f"more than {limit} requests at once")
-        try:
-            refusal = await self._traffic(prepared)
-            if refusal is not None:
-                return refusal
-            outcome = await self.writer.run(self._commit, prepared)
-        finally:
-            if limit:
-                await self.limits.leave(prepared.account_id)
+        outcome = await self._limited([prepared], req.dialect, self._commit, prepared)
         if outcome.ok and not outcome.data["replayed"]:
             self._told(outcome, prepared, outcome.data["submission_id"])
         return outcome
@@ -318,18 +383,7 @@ class AcceptService:
             if isinstance(prepared, Outcome):
                 return prepared
             preps.append(prepared)
-        limit = 0 if reqs[0].dialect in SESSION_DIALECTS else preps[0].rules.concurrency
-        if limit and not await self.limits.enter(preps[0].account_id, limit):
-            return fail(Code.TOO_MANY_CONCURRENT, f"more than {limit} requests at once")
-        try:
-            for p in preps:
-                refusal = await self._traffic(p)
-                if refusal is not None:
-                    return refusal
-            outcome = await self.writer.run(self._commit_together, preps)
-        finally:
-            if limit:
-                await self.limits.leave(preps[0].account_id)
+        outcome = await self._limited(preps, reqs[0].dialect, self._commit_together, preps)
         if outcome.ok:
             for p, sid in zip(preps, outcome.data["submission_ids"]):
                 self._told(outcome, p, sid)

@@ -288,3 +288,87 @@ async def test_rules_off_cost_one_cached_lookup(env):
     assert len(calls) <= 2
     with env.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(tables.messages)).scalar() == 21
+
+
+# -- the limits when things go wrong ------------------------------------------------
+
+async def test_a_request_refused_at_commit_gives_back_its_rate_and_frequency(env):
+    rules(env, monthly_quota=1, mps=2, per_number_daily=1, same_content_minutes=10)
+    refused = await send(env, to="13800138000,13900139000")
+    assert refused.code is Code.QUOTA_EXCEEDED
+    # Within the same second, to the same number, with the same text: had the
+    # refused request kept what it took, this would be rate limited or DISTURB.
+    out = await send(env, to="13800138000")
+    assert out.code is Code.OK
+    assert [(m.phone, m.state) for m in messages(env)] == [("13800138000", "queued")]
+
+
+async def test_a_replay_takes_no_frequency_count(env):
+    rules(env, per_number_daily=2)
+    first = await send(env, idempotency_key="k-1")
+    again = await send(env, idempotency_key="k-1")
+    assert again.data["replayed"] and again.data["submission_id"] == first.data["submission_id"]
+    # The replay sent nothing, so the number still has its second message today.
+    await send(env)
+    assert [m.status for m in messages(env)] == [None, None]
+
+
+async def test_unreachable_redis_refuses_system_busy_and_writes_nothing(env):
+    import socket
+
+    from hongyan.core.limits import RedisLimits
+
+    with socket.socket() as s:                   # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env.service.limits = RedisLimits(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+    try:
+        out = await send(env)                    # the default concurrency rule needs the counters
+        assert out.code is Code.SYSTEM_BUSY and out.http_status == 503
+        assert messages(env) == [] and balance(env) == 1000
+        rules(env, concurrency=0)                # no limit that needs them: Redis is not asked
+        assert (await send(env)).ok
+    finally:
+        await env.service.limits.close()
+
+
+class _LeaveFails:
+    """Counters that take slots but cannot give them back (Redis went away meanwhile)."""
+
+    def __init__(self) -> None:
+        from hongyan.core.limits import LocalLimits
+        self.inner = LocalLimits()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    async def leave(self, account_id, ticket):
+        from hongyan.core.limits import LimitsUnavailable
+        raise LimitsUnavailable("redis leave: ConnectionError")
+
+
+async def test_a_slot_that_cannot_be_given_back_does_not_fail_a_committed_request(env):
+    env.service.limits = _LeaveFails()
+    out = await send(env)
+    # Committed, so answered ok: an error here would make the client send it again.
+    assert out.code is Code.OK and len(messages(env)) == 1
+
+
+async def test_a_request_cancelled_while_it_commits_gives_its_slot_back(env):
+    rules(env, concurrency=1)
+    real = env.service.writer.run
+    started = asyncio.Event()
+
+    async def slow_run(fn, arg=None):
+        started.set()
+        await asyncio.sleep(0.2)
+        return await real(fn, arg)
+
+    env.service.writer.run = slow_run
+    task = asyncio.create_task(send(env))
+    await started.wait()
+    task.cancel()                                # the client went away mid-request
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    env.service.writer.run = real
+    assert (await send(env)).ok
