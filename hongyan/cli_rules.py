@@ -20,7 +20,7 @@ from hongyan.core import blacklist as bl
 from hongyan.core import review as rv
 from hongyan.core import rules as rulesmod
 from hongyan.core.rules import RuleSettings
-from hongyan.core.rules_admin import check_words, normalise_phones, rule_sources, unset_rules
+from hongyan.core.rules_admin import check_words, normalise_phones, rule_sources, stored_problems, unset_rules
 from hongyan.domain.clock import iso
 from hongyan.domain.words import fold, read_words
 from hongyan.store import tables
@@ -69,7 +69,13 @@ def rules() -> None:
 @pass_ctx
 def rules_show(ctx: Ctx, username: str | None, as_json: bool) -> None:
     """Every rule key, its effective value and where it comes from (default, platform, account)."""
-    rows = _admin(ctx, lambda conn: rule_sources(conn, _account_id(conn, username)))
+    def read(conn):
+        account_id = _account_id(conn, username)
+        return rule_sources(conn, account_id), stored_problems(conn, account_id)
+
+    rows, problems = _admin(ctx, read)
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
     if as_json:
         click.echo(orjson.dumps({k: {"value": v, "source": s} for k, v, s in rows},
                                 option=orjson.OPT_INDENT_2).decode())

@@ -7,6 +7,7 @@ event loop and must not query the database per request.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, fields, replace
@@ -23,6 +24,13 @@ from hongyan.domain.windows import BadWindow, parse_hours
 from hongyan.domain.words import WordList
 from hongyan.store.tables import account_rules, words
 
+log = logging.getLogger(__name__)
+
+# Bounds on the whole-number settings: beyond them a value means nothing more
+# (a billion a second is no limit) but would overflow the counters (Redis
+# expiry times, 64-bit JSON), so it is refused when set.
+MAX_NUMBER = 1_000_000_000
+MAX_SAME_CONTENT_MINUTES = 366 * 24 * 60
 
 @dataclass(frozen=True, slots=True)
 class RuleSettings:
@@ -55,6 +63,38 @@ class RuleSettings:
         values = {k: _coerce(k, v) for k, v in data.items()}
         return replace(base, **values)
 
+    @classmethod
+    def from_stored(cls, data: dict[str, Any], base: RuleSettings | None = None, *,
+                    where: str = "") -> RuleSettings:
+        """``base`` with a stored row applied, never refusing it.
+
+        A row may hold what today's checks refuse: a key since renamed, or a
+        value stored before its check existed. Such a value must not stop
+        every request of the account (or, in the platform row, of every
+        account) and every reply it receives. A bad item of a list (a
+        template, an opt-out word) is dropped and the rest kept, so a
+        templates-only account stays limited to its good templates; any other
+        bad value leaves the one underneath it (platform, then default).
+        Each is logged, to be repaired with ``rules unset`` or ``rules set``.
+        """
+        base = base or cls()
+        values: dict[str, Any] = {}
+        known = set(cls.keys())
+        for key, value in data.items():
+            if key not in known:
+                log.warning("rules%s: ignoring the unknown stored setting %s", where, key)
+                continue
+            try:
+                values[key] = _coerce(key, value)
+            except AdminError as exc:
+                if key in _CHECK_LIST and isinstance(value, (list, tuple)):
+                    kept = [v for v in value if isinstance(v, str) and _item_ok(key, v)]
+                    log.warning("rules%s: dropping the bad items of %s (%s)", where, key, exc)
+                    values[key] = _CHECK_LIST[key](kept)
+                else:
+                    log.warning("rules%s: ignoring the stored %s (%s)", where, key, exc)
+        return replace(base, **values)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["signatures"] = list(self.signatures)
@@ -79,6 +119,9 @@ def _coerce(key: str, value: Any) -> Any:
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise AdminError(f"{key} must be a whole number >= 0, not {value!r}")
+        top = MAX_SAME_CONTENT_MINUTES if key == "same_content_minutes" else MAX_NUMBER
+        if value > top:
+            raise AdminError(f"{key} must be at most {top:,}, not {value:,}")
         return value
     if isinstance(kind, tuple):
         if isinstance(value, str):
@@ -128,16 +171,44 @@ def _optout_words(items) -> tuple[str, ...]:
 _CHECK_LIST = {"signatures": _signatures, "templates": _templates, "optout_words": _optout_words}
 
 
+def _item_ok(key: str, item: str) -> bool:
+    try:
+        _CHECK_LIST[key]([item])
+    except AdminError:
+        return False
+    return True
+
+
 def _row(conn: Connection, account_id: int) -> dict[str, Any]:
     raw = conn.execute(select(account_rules.c.settings)
                        .where(account_rules.c.account_id == account_id)).scalar()
     return orjson.loads(raw) if raw else {}
 
 
+def _stored_row(conn: Connection, account_id: int) -> dict[str, Any]:
+    """The row as ``_row`` reads it, or nothing when it is not a JSON object (logged)."""
+    try:
+        data = _row(conn, account_id)
+    except orjson.JSONDecodeError as exc:
+        log.warning("rules of account %d: the stored row is not JSON (%s); using the rules under it",
+                    account_id, exc)
+        return {}
+    if not isinstance(data, dict):
+        log.warning("rules of account %d: the stored row is not an object; using the rules under it", account_id)
+        return {}
+    return data
+
+
 def get_rules(conn: Connection, account_id: int) -> RuleSettings:
-    """Defaults <- the platform row (account 0) <- the account's row."""
-    rules = RuleSettings.from_dict(_row(conn, 0))
-    return RuleSettings.from_dict(_row(conn, account_id), rules) if account_id else rules
+    """Defaults <- the platform row (account 0) <- the account's row.
+
+    What is stored is applied leniently (``RuleSettings.from_stored``): a value
+    that no longer passes the checks is logged and left out, never raised.
+    """
+    rules = RuleSettings.from_stored(_stored_row(conn, 0), where=" of the platform")
+    if not account_id:
+        return rules
+    return RuleSettings.from_stored(_stored_row(conn, account_id), rules, where=f" of account {account_id}")
 
 
 def set_rules(conn: Connection, account_id: int, **changes: Any) -> RuleSettings:

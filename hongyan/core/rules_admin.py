@@ -34,6 +34,31 @@ def rule_sources(conn: Connection, account_id: int) -> list[tuple[str, Any, str]
             for k in RuleSettings.keys()]
 
 
+def stored_problems(conn: Connection, account_id: int) -> list[str]:
+    """What in the stored rows under this account the rules leave out (``RuleSettings.from_stored``).
+
+    Accept and receive ignore such settings and go on; an operator sees them
+    here, to repair with ``unset_rules`` or ``set_rules``.
+    """
+    out = []
+    for row_id in dict.fromkeys((0, account_id)):
+        where = "the platform's rules" if row_id == 0 else f"account {row_id}'s rules"
+        try:
+            row = rulesmod._row(conn, row_id)
+        except orjson.JSONDecodeError:
+            out.append(f"{where} are not JSON and are ignored; set them again")
+            continue
+        for key, value in (row.items() if isinstance(row, dict) else ()):
+            if key not in RuleSettings.keys():
+                out.append(f"{where}: unknown rule setting {key} is ignored; remove it with unset")
+                continue
+            try:
+                RuleSettings.from_dict({key: value})
+            except AdminError as exc:
+                out.append(f"{where}: {exc} -- the stored value is ignored (bad list items are dropped)")
+    return out
+
+
 def unset_rules(conn: Connection, account_id: int, keys: list[str]) -> list[str]:
     """Remove keys from the account's (or, for 0, the platform's) row; returns those that were set.
 

@@ -372,3 +372,40 @@ async def test_a_request_cancelled_while_it_commits_gives_its_slot_back(env):
         await task
     env.service.writer.run = real
     assert (await send(env)).ok
+
+
+# -- rules stored before today's checks ------------------------------------------------
+
+def store_raw(env, account_id: int, settings: dict | str) -> None:
+    """Write a rule row as an older release (or a hand-edit) left it, unchecked."""
+    text = settings if isinstance(settings, str) else orjson.dumps(settings).decode()
+    with env.engine.begin() as conn:
+        conn.execute(tables.account_rules.delete().where(tables.account_rules.c.account_id == account_id))
+        conn.execute(tables.account_rules.insert().values(account_id=account_id, settings=text, updated_at=0))
+    env.service.rulebook.invalidate()
+
+
+async def test_a_bad_stored_template_is_dropped_and_the_good_ones_still_apply(env):
+    store_raw(env, env.user["id"], {"templates_only": True,
+                                    "templates": ["【测试】{a}{b}", "【测试】验证码{code}，5分钟有效"]})
+    assert (await send(env, content="【测试】验证码1234，5分钟有效")).code is Code.OK
+    # Still limited to the templates that are good: the bad one lets nothing through.
+    assert (await send(env, content="【测试】来玩")).code is Code.NOT_WHITELISTED
+
+
+async def test_unknown_or_bad_stored_settings_leave_the_rules_under_them(env):
+    store_raw(env, 0, {"mps": 3, "retired_setting": 1})
+    store_raw(env, env.user["id"], {"mps": "lots", "allowed_hours": "8h-21h", "per_number_daily": 1})
+    assert env.service.rulebook.rules(env.user["id"]).mps == 3     # the platform's, not "lots"
+    assert (await send(env)).code is Code.OK
+    assert (await send(env)).data["cost"] == 0                     # the good setting applies: DISTURB
+    store_raw(env, env.user["id"], "{not json")
+    assert (await send(env, to="13900139000")).code is Code.OK
+
+
+def test_numbers_too_big_to_mean_anything_are_refused_when_set(env):
+    with env.engine.begin() as conn:
+        for key, value in (("mps", 10 ** 30), ("same_content_minutes", 10 ** 15), ("monthly_quota", 2 ** 63)):
+            with pytest.raises(acc.AdminError, match="at most"):
+                set_rules(conn, env.user["id"], **{key: value})
+        assert set_rules(conn, env.user["id"], same_content_minutes=366 * 24 * 60).same_content_minutes == 527040

@@ -177,3 +177,15 @@ async def test_send_then_td_then_the_next_send_to_that_number_ends_mbblack(setti
         writer.stop()
         engine.dispose()
         reader.dispose()
+
+
+def test_a_bad_stored_optout_word_does_not_stop_replies(env):
+    engine, receiver, users = env
+    with engine.begin() as conn:
+        # As a row stored before the words were checked: "!!" would match nothing sensible.
+        conn.execute(tables.account_rules.insert().values(
+            account_id=users["alice"], settings=orjson.dumps({"optout_words": ["!!", "TD"]}).decode(),
+            updated_at=0))
+        assert receiver.apply_mo(conn, [reply("13800138000", "TD"), reply("13900139000", "你好")]) == 2
+    assert set(listed(engine, users["alice"])) == {"13800138000"}
+    assert [p["optout"] for p in mo_payloads(engine)] == [True, False]
