@@ -199,3 +199,13 @@ async def test_reconnects_as_30_after_gateway_restart(channel):
         await until(lambda: len(rec.sent) == 1)
     finally:
         await sim.stop()
+
+
+@pytest.mark.parametrize("args", [("--protocol", "cmpp3"), ("--protocol", "cmpp2", "--option", "version=3.0")])
+def test_channel_add_cmpp3_from_the_cli(settings, tmp_path, args):
+    from tests.channels.test_smgp_channel import _add_channel_from_cli
+    cfg = _add_channel_from_cli(settings, tmp_path, "mobile3", *args, "--username", SP_ID,
+                                "--password", SECRET, "--option", "fee_terminal_type=1")
+    ch = make_channel(cfg, Recorder().events)
+    assert isinstance(ch, CmppChannel) and ch.version == V30
+    assert ch._submit_extra["fee_terminal_type"] == 1

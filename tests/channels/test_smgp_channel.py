@@ -363,3 +363,43 @@ async def test_whole_path_over_smgp_send_report_and_mo(settings):
         await stop_asgi(server)
         await stop_asgi(cb_server)
         await sim.stop()
+
+
+def _add_channel_from_cli(settings, tmp_path, *args):
+    """``hongyan channel add`` as an operator types it; the channel as the runtime reads it back."""
+    import orjson
+    from click.testing import CliRunner
+    from sqlalchemy import select
+
+    from hongyan.cli import main
+    from hongyan.config import write_config
+    from hongyan.store import tables
+    from hongyan.store.db import make_engine
+
+    config = tmp_path / "hongyan.toml"
+    write_config(str(config), {"database_url": settings.database_url, "secret_key": settings.secret_key})
+    done = CliRunner().invoke(main, ["--config", str(config), "channel", "add", *args])
+    assert done.exit_code == 0, done.output
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(select(tables.channels).where(tables.channels.c.name == args[0])).one()
+    finally:
+        engine.dispose()
+    return ChannelConfig(id=row.id, name=row.name, protocol=row.protocol, host=row.host, port=row.port,
+                         username=row.username, password="x", access_code=row.access_code,
+                         connections=row.connections,
+                         options=orjson.loads(row.options))
+
+
+def test_channel_add_smgp_from_the_cli(settings, tmp_path):
+    cfg = _add_channel_from_cli(settings, tmp_path, "telecom", "--protocol", "smgp", "--host", "10.1.2.3",
+                                "--port", "8890", "--username", ACCOUNT, "--password", SECRET,
+                                "--access-code", ACCESS, "--connections", "2",
+                                "--option", "receive_connections=1", "--option", "pk_tlvs=true",
+                                "--option", "retry_statuses=75,76", "--option", "priority=1")
+    assert cfg.protocol == "smgp"
+    ch = make_channel(cfg, Recorder().events)
+    assert isinstance(ch, SmgpChannel) and ch._pk_tlvs
+    assert [link.mode for link in ch._links] == [LoginMode.SEND, LoginMode.SEND, LoginMode.RECEIVE]
+    assert ch._retry_statuses == {Status.SYSTEM_BUSY, 75, 76}
