@@ -65,9 +65,9 @@ class Runtime:
         self._tasks: list[asyncio.Task] = []
 
     def _accepted(self, submission_id: int, content: str, extno: str, product_id: int | None,
-                  scheduled: bool) -> None:
+                  scheduled: bool, window: tuple[int, int] | None = None) -> None:
         if self.dispatcher is not None:
-            self.dispatcher.remember(submission_id, (content, extno, product_id))
+            self.dispatcher.remember(submission_id, (content, extno, product_id, window))
             if not scheduled:
                 self.dispatcher.wake()
 

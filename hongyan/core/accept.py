@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 SUBMISSION_COLUMNS = ("id", "account_id", "idempotency_key", "request_hash", "client_ref", "dialect", "content",
                       "extno", "product_id", "balance_id", "recipients", "parts", "cost", "state",
-                      "scheduled_at", "created_at")
+                      "scheduled_at", "window_start", "window_end", "created_at")
 LEDGER_COLUMNS = ("balance_id", "kind", "amount", "submission_id", "note", "created_at")
 MESSAGE_COLUMNS = ("id", "submission_id", "account_id", "phone", "carrier", "parts", "cost", "state",
                    "due_at", "attempts", "parts_done", "refunded")
@@ -113,6 +113,7 @@ class _Prepared:
     # Per phone: None to send, else the status it ends with unsent (MBBLACK, DISTURB).
     barred: list[str | None] | None = None
     held: str | None = None           # the review word that holds the submission
+    window: tuple[int, int] | None = None   # the request's daily send window
     # What this request took of the traffic allowances, to give back if it is not accepted.
     took: int = 0                     # from the messages-a-second bucket
     counted: bool = False             # sendable() was counted by the frequency limits
@@ -150,13 +151,14 @@ def _request_hash(req: SendRequest, phones: list[str]) -> str:
 
 class AcceptService:
     def __init__(self, directory: Directory, writer: Writer, *,
-                 on_accepted: Callable[[int, str, str, int | None, bool], None] | None = None,
+                 on_accepted: Callable[..., None] | None = None,
                  on_events: Callable[[], None] | None = None,
                  rulebook: RuleBook | None = None, blacklist: Blacklist | None = None,
                  limits: Limits | None = None, receiver: Receiver | None = None) -> None:
-        """``on_accepted(submission_id, content, extno, product_id, waiting)`` is told
+        """``on_accepted(submission_id, content, extno, product_id, waiting, window)`` is told
         of every committed submission (the dispatcher keeps the content at hand;
-        ``waiting`` when its messages are not due yet: scheduled or held).
+        ``waiting`` when its messages are not due yet: scheduled or held; ``window``
+        the request's daily send window or None).
         ``on_events`` is told when a commit wrote report events (barred numbers)."""
         self.directory = directory
         self.writer = writer
@@ -233,7 +235,7 @@ class AcceptService:
             client_ref=req.client_ref, idempotency_key=req.idempotency_key,
             request_hash=_request_hash(req, phones) if req.idempotency_key else None,
             due_at=due_at, scheduled=scheduled, dialect=req.dialect, rules=rules,
-            invalid=parsed.invalid, held=held)
+            invalid=parsed.invalid, held=held, window=req.daily_window)
         self.blacklist.refresh()
         if not self.blacklist.empty:
             barred = {p for p in phones if self.blacklist.blocked(acc.id, p)}
@@ -355,7 +357,8 @@ class AcceptService:
 
     def _told(self, outcome: Outcome, p: _Prepared, submission_id: int) -> None:
         if self.on_accepted is not None:
-            self.on_accepted(submission_id, p.content, p.extno, p.product_id, p.scheduled or p.held is not None)
+            self.on_accepted(submission_id, p.content, p.extno, p.product_id, p.scheduled or p.held is not None,
+                             p.window)
         if p.barred is not None and self.on_events is not None:
             self.on_events()
 
@@ -482,7 +485,7 @@ class AcceptService:
             state = "held" if p.held is not None else "scheduled" if p.scheduled else "accepted"
             sub_rows.append((sid, p.account_id, p.idempotency_key, p.request_hash, p.client_ref, p.dialect,
                              p.content, p.extno, p.product_id, p.balance_id, n, p.parts, p.cost, state,
-                             p.due_at if p.scheduled else None, now))
+                             p.due_at if p.scheduled else None, *(p.window or (None, None)), now))
             ledger_rows.append((p.balance_id, "debit", -p.cost, sid, "", now))
             per = p.parts * p.price
             mstate = "held" if p.held is not None else "queued"

@@ -38,12 +38,13 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine, bindparam, or_, select, update
 
 from hongyan.channels.base import Channel, ChannelEvents, Inbound, Outbound, Report
-from hongyan.domain import segments, source
-from hongyan.domain.clock import now_ms
+from hongyan.domain import segments, source, windows
+from hongyan.domain.clock import now_ms, to_ms
 from hongyan.store.tables import messages, submissions
 from hongyan.store.writer import Writer
 
@@ -70,7 +71,8 @@ class Dispatcher:
         self.idle_poll = idle_poll
         self.release_after = release_after
         self._wake = asyncio.Event()
-        self._contents: OrderedDict[int, tuple[str, str, int | None]] = OrderedDict()
+        # submission id -> (content, extno, product id, daily window or None)
+        self._contents: OrderedDict[int, tuple] = OrderedDict()
         self.claimed = 0
         self.pieces = Pieces()
         # message id -> channels it failed on retryably, newest last
@@ -191,11 +193,21 @@ class Dispatcher:
         by_channel: dict[int, list[Outbound]] = {}
         unroutable: list[int] = []
         bad_source: list[int] = []
+        closed: dict[int, list[int]] = {}   # due time -> messages whose daily window has closed
+        now_local: datetime | None = None
         route = self.router.chooser()   # no await until the batch is handed over
         tried = self._tried
         directory = self.directory
         for r in rows:
-            content, extno, product_id = self._contents[r.submission_id]
+            content, extno, product_id, window = self._contents[r.submission_id]
+            if window is not None:
+                # Accepted inside its window but reached only now (a backlog): it
+                # waits for the next opening rather than going out late.
+                now_local = now_local or datetime.now()
+                opens = windows.next_open(window, now_local)
+                if opens != now_local:
+                    closed.setdefault(to_ms(opens), []).append(r.id)
+                    continue
             account = directory.by_id(r.account_id)
             if account is None:
                 unroutable.append(r.id)
@@ -223,6 +235,8 @@ class Dispatcher:
         if unroutable:
             # No channel can take them now: give them back to the queue a little later.
             await self.writer.run(_release, (unroutable, now_ms() + NO_CHANNEL_DELAY_MS, "no channel available"))
+        for due, ids in closed.items():
+            await self.writer.run(_release, (ids, due, "outside the request's daily send window"))
         if bad_source:
             await self.writer.run(_release, (bad_source, now_ms() + NO_CHANNEL_DELAY_MS,
                                              "the channel's source number settings are invalid (see the log)"))
@@ -272,12 +286,14 @@ class Dispatcher:
             self._seqno.popitem(last=False)
         return texts
 
-    def _load_contents(self, ids: set[int]) -> dict[int, tuple[str, str, int | None]]:
+    def _load_contents(self, ids: set[int]) -> dict[int, tuple]:
         with self.reader.connect() as conn:
             rows = conn.execute(select(submissions.c.id, submissions.c.content, submissions.c.extno,
-                                       submissions.c.product_id)
+                                       submissions.c.product_id, submissions.c.window_start,
+                                       submissions.c.window_end)
                                 .where(submissions.c.id.in_(ids))).all()
-        return {r.id: (r.content, r.extno, r.product_id) for r in rows}
+        return {r.id: (r.content, r.extno, r.product_id,
+                       None if r.window_start is None else (r.window_start, r.window_end)) for r in rows}
 
     def remember(self, sid: int, value: tuple) -> None:
         """Keep a submission's content at hand for when its messages are claimed."""

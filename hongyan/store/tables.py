@@ -157,6 +157,9 @@ submissions = Table(
     Column("cost", BigInteger, nullable=False),
     Column("state", String(12), nullable=False),           # accepted | held | scheduled | cancelled | rejected
     Column("scheduled_at", BigInteger),
+    # The request's daily send window, seconds after local midnight (domain.windows).
+    Column("window_start", Integer),
+    Column("window_end", Integer),
     Column("created_at", BigInteger, nullable=False),
     UniqueConstraint("account_id", "idempotency_key"),
     Index("ix_submissions_account_created", "account_id", "created_at"),
