@@ -22,11 +22,10 @@ it.
 
 Options (``config.options``), besides those of :mod:`hongyan.channels.link`
 (``active_test_interval`` is the keepalive interval): ``receive_connections``
-(0); ``pk_tlvs`` (false);
-``retry_statuses`` (more Status values meaning "slow down", e.g. "75,76");
-``priority`` (0-3), ``fee_type``, ``fee_code``, ``fixed_fee``,
-``valid_time``, ``charge_term_id``, copied into every Submit; ``msg_src``
-(the SP code, sent as the MsgSrc TLV when set).
+(0); ``pk_tlvs`` (false); ``retry_statuses`` (more Status values meaning
+"slow down", e.g. "75,76"); ``priority`` (0-3), ``fee_type``, ``fee_code``,
+``fixed_fee``, ``valid_time``, ``charge_term_id``, copied into every Submit;
+``msg_src`` (the SP code, sent as the MsgSrc TLV when set).
 """
 from __future__ import annotations
 
@@ -66,10 +65,16 @@ _NO_MSG_ID = bytes(10)
 _SUBMIT_TEXT_OPTIONS = ("fee_type", "fee_code", "fixed_fee", "valid_time", "charge_term_id")
 
 
-def _flag(value) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+_FLAGS = {"true": True, "1": True, "yes": True, "on": True,
+          "false": False, "0": False, "no": False, "off": False}
+
+
+def _flag(name: str, value) -> bool:
+    if isinstance(value, str) and value.strip().lower() in _FLAGS:
+        return _FLAGS[value.strip().lower()]
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"{name} must be true or false, not {value!r}")
 
 
 def _int_list(value) -> list[int]:
@@ -208,7 +213,10 @@ class SmgpChannel(LinkChannel):
                 link = _Link(self, len(self._links))
                 link.mode = LoginMode.RECEIVE
                 self._links.append(link)
-        self._pk_tlvs = _flag(opt.get("pk_tlvs", False))
+        try:
+            self._pk_tlvs = _flag("pk_tlvs", opt.get("pk_tlvs", False))
+        except ValueError as e:
+            raise ValueError(f"channel {config.name!r}: {e}") from None
         try:
             self._retry_statuses = RETRY_STATUSES | set(_int_list(opt.get("retry_statuses")))
         except ValueError:

@@ -277,6 +277,7 @@ async def test_unencodable_message_fails_alone(running):
     ({"msg_src": "SP-CODE-TOO-LONG"}, "MsgSrc|0x0010"),
     ({"fee_type": "001"}, "FeeType"),
     ({"receive_connections": "many"}, "receive_connections"),
+    ({"pk_tlvs": "sometimes"}, "pk_tlvs must be true or false"),
 ])
 def test_bad_options_are_refused_when_the_channel_is_made(options, match):
     with pytest.raises(ValueError, match=match):
