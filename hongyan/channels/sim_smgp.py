@@ -180,7 +180,8 @@ class _Session(SimSession):
             self.sim.stats["resp_errors"] += 1
 
     def _on_active_test(self, ev: ActiveTest, out: list[bytes]) -> None:
-        out.append(self.conn.send(ActiveTestResp(ev.sequence_id)))
+        if self.sim.answer_active_test:
+            out.append(self.conn.send(ActiveTestResp(ev.sequence_id)))
 
     def _on_exit(self, ev: Exit, out: list[bytes]) -> None:
         out.append(self.conn.send(ExitResp(ev.sequence_id)))
@@ -202,7 +203,8 @@ class SmgpSimulator(Simulator):
     ``accounts`` maps ClientID to shared secret; None accepts any account.
     ``fail_statuses`` are the Stat values a failed report carries.
     ``on_submit`` is a list of callables given each Submit; one that returns
-    an int makes that the Submit_Resp Status.
+    an int makes that the Submit_Resp Status. Setting ``answer_active_test``
+    False plays a gateway that hangs while keeping TCP open.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8890,
@@ -212,6 +214,7 @@ class SmgpSimulator(Simulator):
         super().__init__(host, port, accounts, report_delay, fail_rate, seed)
         self.fail_statuses = tuple(fail_statuses)
         self.mo_style = "udh"
+        self.answer_active_test = True
         # reports_redelivered: written, unanswered, then sent again after a link loss.
         self.stats.update(reports_redelivered=0, mo_acked=0, resp_errors=0)
         self.submitted: list[Submit] = []

@@ -255,6 +255,11 @@ async def test_active_test_keeps_idle_link_and_exit_on_stop(running):
     await until(lambda: ch.connected)
     await asyncio.sleep(0.6)
     assert ch.connected and sim.stats["accepted"] == 1
+    # A gateway that stops answering is left after three Active_Tests, and logged in to again.
+    sim.answer_active_test = False
+    await until(lambda: sim.stats["accepted"] >= 2, timeout=3)
+    sim.answer_active_test = True
+    await until(lambda: ch.connected)
     await ch.stop()
     await until(lambda: sim.stats["connections"] == 0)
     assert not ch.connected
