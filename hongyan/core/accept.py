@@ -31,7 +31,7 @@ from hongyan.domain.clock import now_ms, to_ms
 from hongyan.domain.outcomes import Code, Outcome, fail, ok
 from hongyan.store.bulk import insert_rows, update_rows
 from hongyan.store.ids import IdBlocks
-from hongyan.store.tables import account_usage, balances, ledger, messages, submissions
+from hongyan.store.tables import account_usage, balances, ledger, messages, reviews, submissions
 from hongyan.store.writer import Writer, batched
 
 from .accounts import Account, Directory
@@ -403,6 +403,18 @@ class AcceptService:
         for bid, cost in need.items():
             if have.get(bid, 0) < cost:
                 return fail(Code.INSUFFICIENT_BALANCE, f"needs {cost}, has {have.get(bid, 0)}")
+        # The same for the monthly quota (its rows locked too): each text alone
+        # may fit while all of them together do not.
+        _, used = _month_usage(conn, preps)
+        volume: dict[int, int] = {}
+        for p in preps:
+            if p.rules.monthly_quota:
+                volume[p.account_id] = volume.get(p.account_id, 0) + p.billed * p.parts
+        for p in preps:
+            quota, n = p.rules.monthly_quota, volume.get(p.account_id, 0)
+            if quota and used.get(p.account_id, 0) + n > quota:
+                return fail(Code.QUOTA_EXCEEDED,
+                            f"{used.get(p.account_id, 0)} of {quota} used this month, this needs {n}")
         first = self._commit(conn, preps[:1])[0]
         if not first.ok:
             return first
@@ -519,7 +531,7 @@ class AcceptService:
         found = {(r.account_id, r.idempotency_key): r for r in conn.execute(
             select(submissions.c.id, submissions.c.account_id, submissions.c.idempotency_key,
                    submissions.c.request_hash, submissions.c.parts, submissions.c.cost,
-                   submissions.c.scheduled_at)
+                   submissions.c.scheduled_at, submissions.c.state)
             .where(tuple_(submissions.c.account_id, submissions.c.idempotency_key).in_(
                 [(p.account_id, p.idempotency_key) for _, p in keyed]))).all()}
         seen: dict[tuple, int] = {}
@@ -542,9 +554,15 @@ class AcceptService:
         rows = conn.execute(select(messages.c.id, messages.c.phone)
                             .where(messages.c.submission_id == row.id).order_by(messages.c.id)).all()
         bal = conn.execute(select(balances.c.amount).where(balances.c.id == p.balance_id)).scalar()
-        return ok(submission_id=row.id, message_ids=[r.id for r in rows], phones=[r.phone for r in rows],
-                  parts=row.parts, cost=row.cost, balance=bal, invalid=[],
-                  scheduled_at=row.scheduled_at, replayed=True)
+        data = dict(submission_id=row.id, message_ids=[r.id for r in rows], phones=[r.phone for r in rows],
+                    parts=row.parts, cost=row.cost, balance=bal, invalid=p.invalid,
+                    scheduled_at=row.scheduled_at, replayed=True)
+        # A replay answers as the first request was answered: a submission held
+        # for review said so then (and a caller must not take it for sent),
+        # whatever an operator has decided since.
+        was_held = row.state == "held" or conn.execute(
+            select(reviews.c.id).where(reviews.c.submission_id == row.id)).first() is not None
+        return Outcome(Code.CONTENT_HELD, p.held or "", data) if was_held else ok(**data)
 
 
 def _month_usage(conn: Connection, preps: list[_Prepared]) -> tuple[str, dict[int, int]]:

@@ -409,3 +409,42 @@ def test_numbers_too_big_to_mean_anything_are_refused_when_set(env):
             with pytest.raises(acc.AdminError, match="at most"):
                 set_rules(conn, env.user["id"], **{key: value})
         assert set_rules(conn, env.user["id"], same_content_minutes=366 * 24 * 60).same_content_minutes == 527040
+
+
+# -- several texts in one request, and replays -------------------------------------------
+
+def together(env, *pairs: tuple[str, str]):
+    account = env.directory.by_username(env.user["username"])
+    return env.service.send_together([SendRequest(account=account, to=to, content=text) for to, text in pairs])
+
+
+async def test_texts_that_together_pass_the_monthly_quota_are_refused_whole(env):
+    rules(env, monthly_quota=3)
+    out = await together(env, ("13800138000,13900139000", "【测试】一"), ("13700137000,13600136000", "【测试】二"))
+    assert out.code is Code.QUOTA_EXCEEDED and "needs 4" in out.detail
+    assert messages(env) == [] and balance(env) == 1000
+    assert (await together(env, ("13800138000", "【测试】一"), ("13700137000,13600136000", "【测试】二"))).ok
+    assert (await send(env)).code is Code.QUOTA_EXCEEDED          # 3 of 3 used
+
+
+async def test_texts_together_with_barred_numbers_and_a_held_text(env):
+    bar(env, ["13900139000"])
+    words(env, "review", "贷款")
+    out = await together(env, ("13800138000,13900139000", "【测试】一"), ("13700137000", "【测试】低息贷款"))
+    assert out.code is Code.CONTENT_HELD and out.ok and out.data["cost"] == 2
+    by_phone = {m.phone: m for m in messages(env)}
+    assert (by_phone["13800138000"].state, by_phone["13900139000"].status) == ("queued", "MBBLACK")
+    assert by_phone["13700137000"].state == "held"
+    assert balance(env) == 998 and [r["to"] for r in reports(env)] == ["13900139000"]
+
+
+async def test_a_replay_of_a_held_submission_still_says_held(env):
+    words(env, "review", "贷款")
+    first = await send(env, content="【测试】低息贷款", idempotency_key="h-1", to="13800138000,12345",
+                       skip_invalid=True)
+    again = await send(env, content="【测试】低息贷款", idempotency_key="h-1", to="13800138000,12345",
+                       skip_invalid=True)
+    assert first.code is again.code is Code.CONTENT_HELD and again.detail == "贷款"
+    assert again.data["replayed"] and again.data["submission_id"] == first.data["submission_id"]
+    assert again.data["invalid"] == first.data["invalid"] == ["12345"]
+    assert len(messages(env)) == 1 and balance(env) == 999
