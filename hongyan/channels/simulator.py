@@ -136,7 +136,9 @@ class _Session(asyncio.Protocol):
         sim = self.sim
         status = 0
         secret = ""
-        if ev.version > sim.max_version:
+        if ev.version != self.conn.version:
+            # Only the versions the documents define: 0x20, and 0x30 when it speaks 3.0
+            # (pycmpp's stock 0x21 is refused, as a real gateway does).
             status = 4
         elif sim.accounts is not None:
             if ev.source_addr not in sim.accounts:
