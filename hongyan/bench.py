@@ -292,6 +292,7 @@ class LocalStack:
         self.echo = echo
         self.procs: list[tuple[str, subprocess.Popen, Path]] = []
         self.http_port = self.sim_port = self.control_port = self.cmpp_port = self.smpp_port = 0
+        self.wait_channels = True            # False when the server runs no dispatcher
 
     def cli(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "hongyan.cli", "--config", str(self.config), *args]
@@ -355,7 +356,8 @@ class LocalStack:
         server = self.spawn("server", self.cli("serve"))
         health = await wait_until(lambda: _get_json("127.0.0.1", self.http_port, "/healthz"), 90,
                                   "the server's /healthz", proc=server, tail=lambda: self.log_tail("server"))
-        await self._wait_channels(health)
+        if self.wait_channels:
+            await self._wait_channels(health)
         return Target("127.0.0.1", self.http_port, key, secret, ("127.0.0.1", self.control_port))
 
     def apply_rules(self) -> None:
@@ -711,6 +713,7 @@ class FrontRun:
         self.logins_failed: list[str] = []
         self.closed_early = 0
         self.changed = asyncio.Event()
+        self.expect_reports = True             # False: the server runs no dispatcher
 
     def take(self) -> int | None:
         if self.taken >= self.messages:
@@ -746,7 +749,7 @@ class FrontRun:
         return sum(self.reports.values())
 
     def complete(self) -> bool:
-        return self.answered == self.messages and self.report_count() >= self.accepted
+        return self.answered == self.messages and (not self.expect_reports or self.report_count() >= self.accepted)
 
 
 class CmppFrontClient(asyncio.Protocol):
@@ -948,11 +951,19 @@ async def run_front_bench(o: BenchOptions, echo=click.echo) -> dict:
     sink = Sink(o.sink_host, o.sink_port)
     stack = LocalStack(workdir, report_delay=o.report_delay, fail_rate=o.fail_rate,
                        options=o.options, channel=o.channel, echo=echo, rules=o.rules, content=o.content)
+    # -o roles=api: the server accepts but dispatches nothing, which measures the front door
+    # and the accept commit alone (no reports come back).
+    roles = o.options.get("roles") or ["all"]
+    accept_only = not any(r in ("all", "dispatch") for r in roles)
+    stack.wait_channels = not accept_only
     clients: list = []
     try:
         await sink.start()
         target = await stack.start(sink.url, o.messages, 1)
         run = FrontRun(o.messages, Numbers(), o.content, o.front_window)
+        run.expect_reports = not accept_only
+        if accept_only:
+            echo(f"roles       {', '.join(roles)}: no dispatcher, so no reports; the front door and accept alone")
         echo(f"bench       {o.front} front: {o.messages} messages over {o.connections} connection(s), "
              f"window {o.front_window}, to 127.0.0.1:{stack.cmpp_port}")
         w = Watch(target.simulator)
