@@ -7,13 +7,29 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from hongyan.domain.clock import now_ms
-from hongyan.store.tables import blacklist
+from hongyan.store.tables import blacklist, sequences
 
 REASONS = ("manual", "optout", "import")
 GLOBAL = 0
+# Counts of removals, kept in ``sequences``. On SQLite a row added after the
+# newest was removed takes the removed row's id, so ``max(id), count(*)`` alone
+# would not change and a cache would keep the old list: a removal is counted.
+REMOVALS = "blacklist_removals"
+
+
+def count_removal(conn: Connection, name: str) -> None:
+    """Count one removal from a cached table (``REMOVALS``; the word lists use their own name)."""
+    bumped = conn.execute(update(sequences).where(sequences.c.name == name)
+                          .values(value=sequences.c.value + 1)).rowcount
+    if not bumped:
+        conn.execute(insert(sequences).values(name=name, value=1))
+
+
+def removals(conn: Connection, name: str) -> int:
+    return conn.execute(select(sequences.c.value).where(sequences.c.name == name)).scalar() or 0
 
 
 def add(conn: Connection, account_id: int, phones: list[str], reason: str = "manual", note: str = "") -> int:
@@ -34,8 +50,11 @@ def add(conn: Connection, account_id: int, phones: list[str], reason: str = "man
 
 
 def remove(conn: Connection, account_id: int, phones: list[str]) -> int:
-    return conn.execute(delete(blacklist).where(
+    removed = conn.execute(delete(blacklist).where(
         blacklist.c.account_id == account_id, blacklist.c.phone.in_(list(phones)))).rowcount
+    if removed:
+        count_removal(conn, REMOVALS)
+    return removed
 
 
 def list_(conn: Connection, account_id: int | None = None) -> list[dict]:
@@ -47,15 +66,23 @@ def list_(conn: Connection, account_id: int | None = None) -> list[dict]:
 
 
 class Blacklist:
-    """The table in memory; reloads when ``max(id), count(*)`` changes, checked at most once a second."""
+    """The table in memory, checked for changes at most once a second (``poll_s``).
+
+    The check is one small query (``max(id), count(*)`` and the removal
+    count). Rows added since are read alone, so an opt-out reply costs the
+    accept path one indexed read, not a reload of every listed number; only a
+    removal reloads the whole table. Refreshes run on the event loop that
+    reads the sets, so the sets are updated in place.
+    """
 
     def __init__(self, reader: Engine, poll_s: float = 1.0) -> None:
         self.reader = reader
         self.poll_s = poll_s
         self._mark: tuple | None = None
         self._checked = 0.0
-        self.global_set: frozenset[str] = frozenset()
-        self.per_account: dict[int, frozenset[str]] = {}
+        self.global_set: set[str] = set()
+        self.per_account: dict[int, set[str]] = {}
+        self.reloads = 0        # whole-table reads, for tests and metrics
 
     def invalidate(self) -> None:
         self._checked = 0.0
@@ -67,15 +94,32 @@ class Blacklist:
             return
         self._checked = now
         with self.reader.connect() as conn:
-            mark = tuple(conn.execute(select(func.max(blacklist.c.id), func.count()).select_from(blacklist)).one())
+            max_id, count = conn.execute(select(func.max(blacklist.c.id), func.count()).select_from(blacklist)).one()
+            mark = (removals(conn, REMOVALS), max_id or 0, count)
             if mark == self._mark:
                 return
+            old = self._mark
+            if old is not None and old[0] == mark[0] and mark[1] >= old[1]:
+                added = conn.execute(select(blacklist.c.account_id, blacklist.c.phone)
+                                     .where(blacklist.c.id > old[1])).all()
+                if old[2] + len(added) == count:
+                    for aid, phone in added:
+                        self._sets(aid).add(phone)
+                    self._mark = mark
+                    return
+            # A removal (or a change the counts cannot explain): read it all again.
             sets: dict[int, set[str]] = {}
             for aid, phone in conn.execute(select(blacklist.c.account_id, blacklist.c.phone)).all():
                 sets.setdefault(aid, set()).add(phone)
-        self.global_set = frozenset(sets.pop(GLOBAL, ()))
-        self.per_account = {a: frozenset(s) for a, s in sets.items()}
+        self.global_set = sets.pop(GLOBAL, set())
+        self.per_account = sets
         self._mark = mark
+        self.reloads += 1
+
+    def _sets(self, account_id: int) -> set[str]:
+        if account_id == GLOBAL:
+            return self.global_set
+        return self.per_account.setdefault(account_id, set())
 
     @property
     def empty(self) -> bool:

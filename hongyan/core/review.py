@@ -34,7 +34,8 @@ from hongyan.store.tables import words as words_table
 
 from .accounts import AdminError
 from .receive import Final, Receiver
-from .rules import get_rules
+from .blacklist import removals
+from .rules import WORD_REMOVALS, get_rules
 
 HELD = "held"
 REJECT = "REJECT"
@@ -83,7 +84,7 @@ def review_words(conn: Connection) -> WordList:
     review_rows = words_table.c.list == "review"
     stamp = (str(conn.engine.url), *conn.execute(
         select(func.count(), func.max(words_table.c.id), func.max(words_table.c.created_at))
-        .where(review_rows)).one())
+        .where(review_rows)).one(), removals(conn, WORD_REMOVALS))
     cached = _review_list
     if cached is not None and cached[0] == stamp:
         return cached[1]

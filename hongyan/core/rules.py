@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy import Connection, Engine, func, select
 
 from hongyan.core.accounts import AdminError
+from hongyan.core.blacklist import removals, count_removal
 from hongyan.domain.clock import now_ms
 from hongyan.domain.optout import DEFAULT_KEYWORDS, OptOut
 from hongyan.domain.templates import Template, TemplateSet
@@ -24,6 +25,9 @@ from hongyan.domain.windows import BadWindow, parse_hours
 from hongyan.domain.words import WordList
 from hongyan.store.tables import account_rules, words
 
+# Removals from the word lists, counted (see blacklist.REMOVALS: on SQLite a
+# removed newest row's id is handed out again, so count and max(id) may not change).
+WORD_REMOVALS = "word_removals"
 log = logging.getLogger(__name__)
 
 # Bounds on the whole-number settings: beyond them a value means nothing more
@@ -253,8 +257,8 @@ class RuleBook:
     def words(self) -> WordList:
         """The word list, rebuilt when the table changed (checked at most every ``word_check`` s).
 
-        count and max(id) together see adds and removes; the automaton is
-        built once per change, never per request.
+        count, max(id) and the count of removals together see every add and
+        remove; the automaton is built once per change, never per request.
         """
         now = self.clock()
         if now - self._checked < self.word_check:
@@ -262,7 +266,8 @@ class RuleBook:
         with self._lock:
             self._checked = now
             with self.reader.connect() as conn:
-                stamp = tuple(conn.execute(select(func.count(), func.max(words.c.id))).one())
+                stamp = (*conn.execute(select(func.count(), func.max(words.c.id))).one(),
+                         removals(conn, WORD_REMOVALS))
                 if stamp != self._stamp:
                     rows = conn.execute(select(words.c.list, words.c.word)).all()
                     self._words = WordList([w for k, w in rows if k == "block"],
@@ -309,4 +314,7 @@ def add_words(conn: Connection, kind: str, items: list[str]) -> int:
 def remove_words(conn: Connection, kind: str, items: list[str]) -> int:
     if kind not in ("block", "review"):
         raise AdminError("list must be 'block' or 'review'")
-    return conn.execute(words.delete().where(words.c.list == kind, words.c.word.in_(items))).rowcount
+    removed = conn.execute(words.delete().where(words.c.list == kind, words.c.word.in_(items))).rowcount
+    if removed:
+        count_removal(conn, WORD_REMOVALS)
+    return removed

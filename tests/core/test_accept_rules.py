@@ -16,7 +16,7 @@ from hongyan.core import accounts as acc
 from hongyan.core import blacklist
 from hongyan.core.accept import AcceptService, SendRequest
 from hongyan.core.accounts import Directory
-from hongyan.core.rules import add_words, set_rules
+from hongyan.core.rules import add_words, remove_words, set_rules
 from hongyan.core.secrets import Cipher
 from hongyan.domain.clock import to_ms
 from hongyan.domain.outcomes import Code
@@ -448,3 +448,42 @@ async def test_a_replay_of_a_held_submission_still_says_held(env):
     assert again.data["replayed"] and again.data["submission_id"] == first.data["submission_id"]
     assert again.data["invalid"] == first.data["invalid"] == ["12345"]
     assert len(messages(env)) == 1 and balance(env) == 999
+
+
+# -- the caches see every change --------------------------------------------------------
+
+async def test_a_number_listed_as_another_is_removed_is_barred_at_once(env):
+    # On SQLite the new row takes the removed newest row's id: count and max(id) stay the same.
+    bar(env, ["13800138000", "13900139000"])
+    await send(env, to="13700137000")                         # the cache has read the list
+    with env.engine.begin() as conn:
+        blacklist.remove(conn, env.user["id"], ["13900139000"])
+        blacklist.add(conn, env.user["id"], ["13600136000"])
+    env.service.blacklist._checked = 0.0                     # as when the poll interval has passed
+    await send(env, to="13600136000,13900139000")
+    by_phone = {m.phone: m.status for m in messages(env)}
+    assert by_phone["13600136000"] == "MBBLACK" and by_phone["13900139000"] is None
+
+
+async def test_numbers_added_to_a_big_list_are_read_alone(env):
+    bar(env, [f"1380013{i:04d}" for i in range(2000)])
+    await send(env, to="13700137000")
+    reloads = env.service.blacklist.reloads
+    for phone in ("13600136000", "13500135000"):              # as opt-out replies add them
+        with env.engine.begin() as conn:
+            blacklist.add(conn, env.user["id"], [phone], reason="optout")
+        env.service.blacklist._checked = 0.0
+        await send(env, to=phone)
+    assert [m.status for m in messages(env)][-2:] == ["MBBLACK", "MBBLACK"]
+    assert env.service.blacklist.reloads == reloads           # no whole-table read for an add
+
+
+async def test_a_block_word_listed_as_another_is_removed_applies_at_once(env):
+    words(env, "block", "博彩", "赌场")
+    assert (await send(env, content="【测试】赌场")).code is Code.CONTENT_BLOCKED
+    with env.engine.begin() as conn:
+        remove_words(conn, "block", ["赌场"])
+        add_words(conn, "block", ["六合彩"])
+    env.service.rulebook._checked = float("-inf")            # the check interval has passed
+    assert (await send(env, content="【测试】六合彩")).code is Code.CONTENT_BLOCKED
+    assert (await send(env, content="【测试】赌场")).code is Code.OK
