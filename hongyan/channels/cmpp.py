@@ -119,7 +119,8 @@ class _Link(WindowedLink):
                       CONNECT_STATUS.get(ev.status, "other error"))
             self.login_refused()
             return
-        expected = auth.authenticator_ismg(ev.status, self.auth_source, self.ch.config.password)
+        expected = auth.authenticator_ismg(ev.status, self.auth_source, self.ch.config.password,
+                                           self.ch.version)
         if ev.authenticator != expected:
             # Several gateways send zeros here; the bind is valid all the same.
             log.debug("%r: AuthenticatorISMG does not match", self)

@@ -148,7 +148,8 @@ class _Session(asyncio.Protocol):
                 if not auth.verify_connect(ev, secret):
                     status = 3
         answer = ConnectResp(sequence_id=ev.sequence_id, status=status,
-                             authenticator=auth.authenticator_ismg(status, ev.authenticator, secret),
+                             authenticator=auth.authenticator_ismg(status, ev.authenticator, secret,
+                                                                   self.conn.version),
                              version=self.conn.version)
         if status:
             sim.stats["auth_failures"] += 1

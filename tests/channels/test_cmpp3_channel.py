@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -87,11 +88,14 @@ async def test_logs_in_as_30_sends_and_reports_with_30_layouts(sim, channel):
     assert sim.stats["resp_errors"] == 0
 
 
-async def test_version_option_on_a_cmpp2_channel(sim, channel):
+async def test_version_option_on_a_cmpp2_channel(sim, channel, caplog):
+    caplog.set_level(logging.DEBUG, logger="hongyan.channels.cmpp")
     rec = Recorder()
     ch = await channel(sim, rec, protocol="cmpp2", version="3.0")
     await until(lambda: ch.connected)
     assert sim.login_versions == {V30: 1}
+    # The gateway's AuthenticatorISMG checks out with the 3.0 (four-octet Status) rule.
+    assert not any("AuthenticatorISMG" in r.getMessage() for r in caplog.records)
     ch.send([Outbound(1, "13800000001", "hi")])
     await until(lambda: len(rec.reports) == 1)
 
@@ -148,7 +152,9 @@ async def test_simulator_answers_30_connect_in_30_layout(sim):
         conn.receive_data(data)
         (resp,) = conn.events()
         assert isinstance(resp, ConnectResp) and resp.status == 0 and resp.version == V30
-        assert resp.authenticator == auth.authenticator_ismg(0, source, SECRET)
+        # AuthenticatorISMG hashes the Status as four octets in 3.0 (one in 2.0).
+        assert resp.authenticator == auth.authenticator_ismg(0, source, SECRET, V30)
+        assert resp.authenticator != auth.authenticator_ismg(0, source, SECRET, V20)
     finally:
         writer.close()
 
