@@ -43,7 +43,9 @@ from hongyan.protocols.smgp.events import (
     SubmitResp,
 )
 from hongyan.protocols.smgp.tlv import Tag, Tlv
-from hongyan.protocols.smgp.wire import authenticator_client, msg_id_to_str, timestamp_now
+from hongyan.protocols.smgp.wire import (
+    authenticator_client, authenticator_server, msg_id_to_str, timestamp_now,
+)
 from hongyan.protocols.smgp.wire import encode as encode_pdu
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,7 @@ class _Link(WindowedLink):
     def __init__(self, channel: SmgpChannel, index: int) -> None:
         super().__init__(channel, index)
         self.mode = LoginMode.TRANSMIT
+        self.auth_client = b""
         self._handlers = {
             SubmitResp: self._on_submit_resp,
             Deliver: self._on_deliver,
@@ -111,8 +114,8 @@ class _Link(WindowedLink):
     def login(self) -> bytes:
         cfg = self.ch.config
         ts = timestamp_now()
-        return self.conn.send(Login(self.conn.next_sequence(), cfg.username,
-                                    authenticator_client(cfg.username, cfg.password, ts),
+        self.auth_client = authenticator_client(cfg.username, cfg.password, ts)
+        return self.conn.send(Login(self.conn.next_sequence(), cfg.username, self.auth_client,
                                     self.mode, ts, V30))
 
     def logout(self) -> bytes:
@@ -136,6 +139,9 @@ class _Link(WindowedLink):
                       LOGIN_STATUS.get(ev.status, "other error"))
             self.login_refused()
             return
+        if ev.authenticator != authenticator_server(0, self.auth_client, self.ch.config.password):
+            # Some gateways send zeros here; the login is valid all the same.
+            log.debug("%r: AuthenticatorServer does not match", self)
         log.info("%r logged in to %s:%d", self, self.ch.config.host, self.ch.config.port)
         self.logged_in()
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -65,10 +66,12 @@ async def test_registered_for_channel_add_and_simulator():
     assert isinstance(make_channel(cfg, Recorder().events), SmgpChannel)
 
 
-async def test_single_and_long_submit_reported_and_acked_after_commit(running):
+async def test_single_and_long_submit_reported_and_acked_after_commit(running, caplog):
+    caplog.set_level(logging.DEBUG, logger="hongyan.channels.smgp")
     assert len(plan(LONG_CN).chunks) == 3
     sim, rec, ch = await running()
     await until(lambda: ch.connected)
+    assert not any("AuthenticatorServer" in r.getMessage() for r in caplog.records)
     ch.send([Outbound(1, "13300000001", "hello"), Outbound(2, "13300000002", LONG_CN)])
     await until(lambda: len(rec.sent) == 2)
     assert len(rec.sent[1]) == 1 and len(rec.sent[2]) == 3
