@@ -65,6 +65,8 @@ class _Session(SimSession):
         # Reports written but not yet answered, by SequenceID.
         self.awaiting: dict[int, tuple] = {}
         self.mo_awaiting: set[int] = set()
+        self.delayed: deque[tuple[float, bytes]] = deque()   # Submit_Resps held by resp_delay
+        self.unanswered = 0       # Submits read whose answer has not been written
         self._handlers = {
             Login: self._on_login,
             Submit: self._on_submit,
@@ -115,6 +117,13 @@ class _Session(SimSession):
             return
         if out:
             self.write(b"".join(out))
+        self.unanswered = len(self.delayed)
+
+    def _answer(self, out: list[bytes], data: bytes) -> None:
+        if self.sim.resp_delay:
+            self.delayed.append((time.monotonic() + self.sim.resp_delay, data))
+        else:
+            out.append(data)
 
     def _on_login(self, ev: Login, out: list[bytes]) -> None:
         sim = self.sim
@@ -152,6 +161,9 @@ class _Session(SimSession):
             out.clear()
             self.close(abort=True)
             return
+        self.unanswered += 1
+        if self.unanswered > sim.stats["max_inflight"]:
+            sim.stats["max_inflight"] = self.unanswered
         status = Status.SYSTEM_BUSY if fault == "busy" else 0
         if not status:
             if self.login_mode == LoginMode.RECEIVE:
@@ -163,10 +175,10 @@ class _Session(SimSession):
             if status:
                 sim.stats["refused"] += 1
         if status:
-            out.append(self.conn.send(SubmitResp(ev.sequence_id, _NO_MSG_ID, status)))
+            self._answer(out, self.conn.send(SubmitResp(ev.sequence_id, _NO_MSG_ID, status)))
             return
         msg_id = sim._ids.next()
-        out.append(self.conn.send(SubmitResp(ev.sequence_id, msg_id, Status.OK)))
+        self._answer(out, self.conn.send(SubmitResp(ev.sequence_id, msg_id, Status.OK)))
         if ev.need_report:
             sim._schedule_report(self, ev, msg_id)
 
@@ -204,19 +216,23 @@ class SmgpSimulator(Simulator):
     ``fail_statuses`` are the Stat values a failed report carries.
     ``on_submit`` is a list of callables given each Submit; one that returns
     an int makes that the Submit_Resp Status. Setting ``answer_active_test``
-    False plays a gateway that hangs while keeping TCP open.
+    False plays a gateway that hangs while keeping TCP open. ``resp_delay``
+    holds every Submit_Resp that long (to fill the SP's window);
+    ``stats["max_inflight"]`` is the most Submits one connection had unanswered.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8890,
                  accounts: dict[str, str] | None = None, report_delay: float = 0.5,
                  fail_rate: float = 0.0, fail_statuses: tuple[str, ...] = FAIL_STATUSES,
-                 seed: int | None = None, smgw_code: int = 59001, **_ignored) -> None:
+                 seed: int | None = None, smgw_code: int = 59001, resp_delay: float = 0.0,
+                 **_ignored) -> None:
         super().__init__(host, port, accounts, report_delay, fail_rate, seed)
         self.fail_statuses = tuple(fail_statuses)
         self.mo_style = "udh"
         self.answer_active_test = True
         # reports_redelivered: written, unanswered, then sent again after a link loss.
-        self.stats.update(reports_redelivered=0, mo_acked=0, resp_errors=0)
+        self.stats.update(reports_redelivered=0, mo_acked=0, resp_errors=0, max_inflight=0)
+        self.resp_delay = resp_delay
         self.submitted: list[Submit] = []
         self.on_submit: list[Callable[[Submit], int | None]] = []
         self._ids = MsgIdGenerator(smgw_code)
@@ -336,6 +352,14 @@ class SmgpSimulator(Simulator):
 
     def _tick(self) -> None:
         now = time.monotonic()
+        for s in list(self._sessions):
+            if s.delayed:
+                d, ready = s.delayed, []
+                while d and d[0][0] <= now:
+                    ready.append(d.popleft()[1])
+                s.unanswered = len(d)
+                if ready:
+                    s.write(b"".join(ready))
         due = []
         q = self._reports
         while q and q[0][0] <= now:

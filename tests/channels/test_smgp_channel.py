@@ -24,7 +24,7 @@ SECRET = "tel-secret"
 ACCESS = "10659012"
 
 
-async def _run(*, password=SECRET, connections=1, fail_rate=0.0, sim=None, **options):
+async def _run(*, password=SECRET, connections=1, fail_rate=0.0, sim=None, window=32, **options):
     if sim is None:
         sim = SmgpSimulator(port=0, accounts={ACCOUNT: SECRET}, report_delay=0.05,
                             fail_rate=fail_rate, seed=5)
@@ -32,7 +32,7 @@ async def _run(*, password=SECRET, connections=1, fail_rate=0.0, sim=None, **opt
     rec = Recorder()
     cfg = ChannelConfig(id=9, name="telecom", protocol="smgp", port=sim.port, username=ACCOUNT,
                         password=password, access_code=ACCESS, service_id="HELP",
-                        mps=50_000, window=32, connections=connections,
+                        mps=50_000, window=window, connections=connections,
                         options={"reconnect_initial": 0.2, **options})
     ch = SmgpChannel(cfg, rec.events)
     await ch.start()
@@ -221,6 +221,20 @@ async def test_link_cut_mid_window_every_message_one_outcome(running):
     assert ch.queued() == 0
     wanted = {c for ids in rec.sent.values() for c in ids}
     await until(lambda: wanted <= {r.carrier_id for r in rec.reports}, timeout=10)
+
+
+async def test_window_is_respected():
+    sim = SmgpSimulator(port=0, accounts={ACCOUNT: SECRET}, report_delay=0.02, resp_delay=0.03)
+    await sim.start()
+    _, rec, ch = await _run(sim=sim, connections=2, window=8)
+    try:
+        ch.send([Outbound(i, "13300000000", "window") for i in range(200)])
+        await until(lambda: rec.resolved() == 200)
+        assert len(rec.sent) == 200
+        assert 4 <= sim.stats["max_inflight"] <= 8
+    finally:
+        await ch.stop()
+        await sim.stop()
 
 
 async def test_failure_reports_one_fate_per_message(running):
