@@ -14,14 +14,20 @@ from hongyan.store.tables import blacklist, sequences
 
 REASONS = ("manual", "optout", "import")
 GLOBAL = 0
-# Counts of removals, kept in ``sequences``. On SQLite a row added after the
-# newest was removed takes the removed row's id, so ``max(id), count(*)`` alone
-# would not change and a cache would keep the old list: a removal is counted.
+# Changes are counted in ``sequences``, so the cache's check is two key
+# lookups, not a count(*) of a table that opt-outs grow without end. A removal
+# has its own count: on SQLite a row added after the newest was removed takes
+# the removed row's id, so ids alone cannot tell that anything changed.
+ADDS = "blacklist_adds"
 REMOVALS = "blacklist_removals"
 
 
 def count_removal(conn: Connection, name: str) -> None:
-    """Count one removal from a cached table (``REMOVALS``; the word lists use their own name)."""
+    """Count one change of a cached table (``ADDS``, ``REMOVALS``; the word lists use their own name).
+
+    The update locks the counter's row (PostgreSQL) until the transaction
+    ends, so writers that count first take their ids in commit order.
+    """
     bumped = conn.execute(update(sequences).where(sequences.c.name == name)
                           .values(value=sequences.c.value + 1)).rowcount
     if not bumped:
@@ -39,6 +45,9 @@ def add(conn: Connection, account_id: int, phones: list[str], reason: str = "man
     phones = list(dict.fromkeys(p.strip() for p in phones if p.strip()))
     if not phones:
         return 0
+    # First, so that a cache reading "ids above the last it saw" never misses a
+    # row committed late with a lower id.
+    count_removal(conn, ADDS)
     have = set(conn.execute(select(blacklist.c.phone).where(
         blacklist.c.account_id == account_id, blacklist.c.phone.in_(phones))).scalars())
     new = [p for p in phones if p not in have]
@@ -68,10 +77,10 @@ def list_(conn: Connection, account_id: int | None = None) -> list[dict]:
 class Blacklist:
     """The table in memory, checked for changes at most once a second (``poll_s``).
 
-    The check is one small query (``max(id), count(*)`` and the removal
-    count). Rows added since are read alone, so an opt-out reply costs the
-    accept path one indexed read, not a reload of every listed number; only a
-    removal reloads the whole table. Refreshes run on the event loop that
+    The check reads the change counts (``ADDS``, ``REMOVALS``) and
+    ``max(id)``, all by index. Rows added since are read alone, so an opt-out
+    reply costs the accept path one indexed read, not a reload of every
+    listed number; only a removal reloads the whole table. Refreshes run on the event loop that
     reads the sets, so the sets are updated in place.
     """
 
@@ -94,20 +103,20 @@ class Blacklist:
             return
         self._checked = now
         with self.reader.connect() as conn:
-            max_id, count = conn.execute(select(func.max(blacklist.c.id), func.count()).select_from(blacklist)).one()
-            mark = (removals(conn, REMOVALS), max_id or 0, count)
+            counts = dict(conn.execute(select(sequences.c.name, sequences.c.value)
+                                       .where(sequences.c.name.in_((ADDS, REMOVALS)))).all())
+            max_id = conn.execute(select(func.max(blacklist.c.id))).scalar() or 0
+            mark = (counts.get(REMOVALS, 0), counts.get(ADDS, 0), max_id)
             if mark == self._mark:
                 return
             old = self._mark
-            if old is not None and old[0] == mark[0] and mark[1] >= old[1]:
-                added = conn.execute(select(blacklist.c.account_id, blacklist.c.phone)
-                                     .where(blacklist.c.id > old[1])).all()
-                if old[2] + len(added) == count:
-                    for aid, phone in added:
-                        self._sets(aid).add(phone)
-                    self._mark = mark
-                    return
-            # A removal (or a change the counts cannot explain): read it all again.
+            if old is not None and old[0] == mark[0] and max_id >= old[2]:
+                for aid, phone in conn.execute(select(blacklist.c.account_id, blacklist.c.phone)
+                                               .where(blacklist.c.id > old[2])).all():
+                    self._sets(aid).add(phone)
+                self._mark = mark
+                return
+            # A removal: read it all again.
             sets: dict[int, set[str]] = {}
             for aid, phone in conn.execute(select(blacklist.c.account_id, blacklist.c.phone)).all():
                 sets.setdefault(aid, set()).add(phone)
