@@ -105,6 +105,7 @@ MAX_OCTETS = {0: 160, 8: 140, 15: 140}
 STAT_FOR_STATE = {"delivered": "DELIVRD", "expired": "EXPIRED", "failed": "UNDELIV"}
 # A DELIVER_RESP whose Result is flow control: offer it again after this many seconds.
 FLOW_CONTROL_PAUSE = 1.0
+STOP_WAIT = 5.0                  # seconds a stopping server waits for the SUBMITs being accepted
 # A DELIVER unanswered this long on a live session is offered again (within the
 # outbox's 60 s lease, so no other session is offered it meanwhile).
 DELIVER_TIMEOUT = 30.0
@@ -523,8 +524,19 @@ class CmppServer(SessionServer):
         self.expire_long(now)
 
     async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()                 # no new logins
         # Parts still waiting go out as far as they came, while the writer still runs.
         self.expire_long(float("inf"))
+        # Every SUBMIT being accepted is answered, then each bound session is told goodbye.
+        await self.finish_requests(STOP_WAIT)
+        said = [s for s in list(self.sessions) if s.account is not None and s.open]
+        for s in said:
+            s.terminate()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 1.0
+        while any(s in self.sessions for s in said) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
         await super().stop()
 
     async def query_counts(self, account_id: int, day: str) -> dict:

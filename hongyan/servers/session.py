@@ -8,14 +8,16 @@ window of unanswered report/MO PDUs, gives them back when it closes, and
 stops reading (and stops being offered events) while the peer is not reading
 what we write, so a stuck customer costs a bounded amount of memory.
 
-A protocol module subclasses ``Session`` and supplies ``data_received`` (its
-codec) and ``encode_event`` (one outbox item as one PDU).
+A protocol module subclasses ``SessionServer`` (``make_session``) and
+``Session``, which supplies ``data_received`` (its codec) and ``encode_event``
+(one outbox item as the PDUs that carry it).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+
 from hongyan.core.accounts import Account
 
 from .outbox import Outbox
@@ -36,7 +38,7 @@ SWEEP_EVERY = 5.0                # seconds between looks for idle sessions and o
 
 
 class SessionServer:
-    """A TCP listener whose connections are ``Session`` objects made by ``factory``."""
+    """A TCP listener whose connections are the ``Session`` objects ``make_session`` makes."""
 
     name = "session"
 
@@ -94,6 +96,21 @@ class SessionServer:
         # Answers already taken from customers (acks, releases) reach the database
         # before the writer stops.
         await self.flush()
+
+    async def finish_requests(self, timeout: float) -> None:
+        """Stop reading every session and wait (up to ``timeout`` s) for the requests
+        being accepted, so their answers are written before the sessions close: a
+        customer then never misses the answer to a message that was accepted."""
+        for s in list(self.sessions):
+            s.stop_reading()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            pending = [t for s in list(self.sessions) for t in s.tasks]
+            if not pending:
+                break
+            await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
+        await asyncio.sleep(0)              # let the answers' sends run
 
     async def flush(self) -> None:
         while self._acks or self._background:
@@ -202,6 +219,7 @@ class Session(asyncio.Protocol):
         self._hold_until = 0.0
         self.tasks: set[asyncio.Task] = set()
         self._out: list[bytes] = []             # written this turn of the loop, sent together
+        self._stopping = False
 
     # -- what a protocol supplies ----------------------------------------------
     def encode_event(self, item: dict) -> tuple[list[int], bytes]:
@@ -267,8 +285,13 @@ class Session(asyncio.Protocol):
         self._update_reading()
         self.server.outbox.wake()
 
+    def stop_reading(self) -> None:
+        """Read nothing more from this customer (the server is stopping)."""
+        self._stopping = True
+        self._update_reading()
+
     def _update_reading(self) -> None:
-        want_paused = self._write_paused or self.in_flight >= MAX_IN_FLIGHT
+        want_paused = self._write_paused or self._stopping or self.in_flight >= MAX_IN_FLIGHT
         if want_paused == self._read_paused or self.transport is None:
             return
         self._read_paused = want_paused
@@ -343,7 +366,7 @@ class Session(asyncio.Protocol):
     def _request_done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
         self.in_flight -= 1
-        if self._read_paused and not self._write_paused and self.in_flight < MAX_IN_FLIGHT:
+        if self._read_paused and not self._write_paused and not self._stopping and self.in_flight < MAX_IN_FLIGHT:
             self._update_reading()
         if not task.cancelled() and task.exception() is not None:
             log.error("%s server: request of %s failed", self.server.name, self.who(),

@@ -559,3 +559,23 @@ async def test_a_negative_port_starts_no_server_and_port_0_shows_the_one_picked(
         await c.close()
     finally:
         await runtime.stop()
+
+
+async def test_a_stopping_server_answers_the_submits_it_is_accepting_then_says_goodbye(stack):
+    c = await stack.login()
+    # The writer is held up, so the submits are still being accepted when the stop begins.
+    stall = stack.runtime.writer.submit(lambda conn, _: time.sleep(0.5))
+    seqs = []
+    for i in range(16):
+        seq = c.conn.next_sequence()
+        seqs.append(seq)
+        c.send(Submit(seq, (f"1380013{i:04d}",), b"last orders"))
+    await c.writer.drain()
+    await until(lambda: any(s.in_flight for s in stack.server.sessions), what="submits being accepted")
+    await stack.server.stop()
+    answers = [await c.expect(SubmitResp) for _ in range(16)]
+    assert sorted(a.sequence_id for a in answers) == seqs and all(a.result == 0 for a in answers)
+    await c.expect(Terminate)
+    await stall
+    with stack.engine.connect() as conn:
+        assert len(conn.execute(select(submissions.c.id)).all()) == 16
