@@ -426,3 +426,19 @@ def test_channel_add_smgp_from_the_cli(settings, tmp_path):
     assert isinstance(ch, SmgpChannel) and ch._pk_tlvs
     assert [link.mode for link in ch._links] == [LoginMode.SEND, LoginMode.SEND, LoginMode.RECEIVE]
     assert ch._retry_statuses == {Status.SYSTEM_BUSY, 75, 76}
+
+
+async def test_unreadable_report_is_refused_and_the_link_stays(running):
+    from hongyan.protocols.smgp.events import Deliver
+    sim, rec, ch = await running()
+    await until(lambda: ch.connected)
+    (session,) = list(sim._sessions)
+    pdu = bytearray(session.conn.send(Deliver(session.conn.next_sequence(), bytes(10), "13300000000",
+                                              ACCESS, msg_content=b"this is no status report")))
+    pdu[12 + 10] = 1  # IsReport: 1, but the content is not a report
+    session.write(bytes(pdu))
+    await until(lambda: sim.stats["resp_errors"] == 1)
+    assert not rec.reports and not rec.mos and ch.connected
+    ch.send([Outbound(1, "13300000000", "still fine")])
+    await until(lambda: len(rec.reports) == 1)
+    assert sim.stats["accepted"] == 1
