@@ -71,7 +71,11 @@ class SessionServer:
     # -- listening ------------------------------------------------------------
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self.make_session, self.host, self._port)
+        try:
+            self._server = await loop.create_server(self.make_session, self.host, self._port)
+        except OSError as e:
+            raise OSError(e.errno, f"the {self.name} server cannot listen on {self.host}:{self._port}: "
+                                   f"{e.strerror or e} (change its port, or turn it off)") from e
         self._sweeper = asyncio.create_task(self._sweep())
         log.info("%s server listening on %s:%d", self.name, self.host, self.port)
 

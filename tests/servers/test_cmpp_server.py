@@ -579,3 +579,12 @@ async def test_a_stopping_server_answers_the_submits_it_is_accepting_then_says_g
     await stall
     with stack.engine.connect() as conn:
         assert len(conn.execute(select(submissions.c.id)).all()) == 16
+
+
+async def test_a_port_in_use_is_named_in_the_error(stack):
+    from hongyan.servers.cmpp import CmppServer
+
+    taken = CmppServer(stack.runtime.accept, stack.runtime.directory, stack.runtime.outbox,
+                       host="127.0.0.1", port=stack.port)
+    with pytest.raises(OSError, match=rf"CMPP server cannot listen on 127.0.0.1:{stack.port}"):
+        await taken.start()
