@@ -16,6 +16,7 @@ from hongyan.domain.clock import now_ms
 from hongyan.store.tables import account_rules
 
 from . import rules as rulesmod
+from .blacklist import count_change
 from .accounts import AdminError
 from .rules import RuleSettings, get_rules
 
@@ -75,6 +76,7 @@ def unset_rules(conn: Connection, account_id: int, keys: list[str]) -> list[str]
             del current[k]
         conn.execute(account_rules.update().where(account_rules.c.account_id == account_id)
                      .values(settings=orjson.dumps(current).decode(), updated_at=now_ms()))
+        count_change(conn, rulesmod.RULE_CHANGES)
     return removed
 
 

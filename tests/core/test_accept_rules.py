@@ -487,3 +487,39 @@ async def test_a_block_word_listed_as_another_is_removed_applies_at_once(env):
     env.service.rulebook._checked = float("-inf")            # the check interval has passed
     assert (await send(env, content="【测试】六合彩")).code is Code.CONTENT_BLOCKED
     assert (await send(env, content="【测试】赌场")).code is Code.OK
+
+
+def test_the_rule_cache_reads_accounts_again_only_after_a_change(env):
+    from hongyan.core.rules import RuleBook
+
+    class Clock:
+        t = 0.0
+
+        def __call__(self):
+            return self.t
+
+    clock = Clock()
+    book = RuleBook(env.engine, ttl=2.0, max_age=60.0, clock=clock)
+    reads = []
+    real = env.engine.connect
+    env.engine.connect = lambda *a, **k: reads.append(1) or real(*a, **k)
+    try:
+        for account in range(1, 51):
+            book.rules(account)
+        first = len(reads)
+        assert first == 51                                    # the change count, then each account once
+        for _ in range(5):                                    # 10 s, nothing changed
+            clock.t += 2.0
+            for account in range(1, 51):
+                book.rules(account)
+        assert len(reads) - first == 5                        # one small read per interval
+        with real() as conn, conn.begin():
+            set_rules(conn, 7, mps=9)
+        clock.t += 2.0
+        assert book.rules(7).mps == 9
+        clock.t += 60.0                                       # the backstop for rows edited by hand
+        before = len(reads)
+        book.rules(8)
+        assert len(reads) - before == 2
+    finally:
+        env.engine.connect = real
