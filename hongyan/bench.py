@@ -855,9 +855,122 @@ class CmppFrontClient(asyncio.Protocol):
             self.transport.close()
 
 
+class SmppFrontClient(asyncio.Protocol):
+    """A customer's ESME on one SMPP connection: binds as a transceiver, pipelines
+    submit_sm, acknowledges every deliver_sm."""
+
+    def __init__(self, run: FrontRun, username: str, secret: str) -> None:
+        from hongyan.protocols.smpp.connection import Connection
+
+        self.run = run
+        self.username = username
+        self.password = secret[:8]      # the SMPP server's rule: the first 8 characters
+        self.conn = Connection("esme")
+        self.transport: asyncio.Transport | None = None
+        self.in_flight: dict[int, float] = {}
+        self.bound = asyncio.get_running_loop().create_future()
+        self.content = None
+        self.submitting = False
+
+    def connection_made(self, transport) -> None:
+        from hongyan.protocols.smpp.events import BindTransceiver
+
+        self.transport = transport
+        transport.write(self.conn.send(BindTransceiver(self.conn.next_sequence(), self.username,
+                                                       self.password)))
+
+    def connection_lost(self, exc) -> None:
+        self.transport = None
+        if not self.bound.done():
+            self.bound.set_exception(ConnectionError("closed before the bind was answered"))
+        if self.in_flight or self.run.taken < self.run.messages:
+            self.run.closed_early += 1
+            self.run.changed.set()
+
+    def _fill(self, out: list[bytes]) -> None:
+        from hongyan.domain.segments import encode_chunk, plan
+        from hongyan.protocols.smpp.events import SubmitSm
+        from hongyan.servers.smpp import gsm_encode
+
+        if self.content is None:
+            p = plan(self.run.content)
+            if p.count != 1:
+                raise click.UsageError("--front takes a content of one SMS")
+            if p.encoding == "ucs2":
+                self.content = (encode_chunk(p.chunks[0], "ucs2"), 8)
+            else:
+                self.content = (gsm_encode(p.chunks[0]), 0)
+        body, coding = self.content
+        conn = self.conn
+        while len(self.in_flight) < self.run.window:
+            i = self.run.take()
+            if i is None:
+                return
+            seq = conn.next_sequence()
+            out.append(conn.send(SubmitSm(seq, destination_addr=self.run.numbers[i], data_coding=coding,
+                                          registered_delivery=1, short_message=body)))
+            self.in_flight[seq] = time.time()
+
+    def data_received(self, data: bytes) -> None:
+        from hongyan.protocols.smpp.events import (BindTransceiverResp, DeliverSm, DeliverSmResp,
+                                                   EnquireLink, EnquireLinkResp, SubmitSmResp, Unbind,
+                                                   UnbindResp, is_receipt)
+        from hongyan.channels.smpp import STATE_TEXT
+        from hongyan.protocols.smpp.tlv import Tag, find as find_tlv
+
+        self.conn.receive_data(data)
+        out: list[bytes] = []
+        run = self.run
+        for ev in self.conn.events():
+            t = type(ev)
+            if t is SubmitSmResp:
+                sent = self.in_flight.pop(ev.sequence_number, None)
+                if sent is not None:
+                    run.answer(sent, ev.command_status)
+            elif t is DeliverSm:
+                out.append(self.conn.send(DeliverSmResp(ev.sequence_number)))
+                # The message_state TLV, not the receipt text: cheaper, and the server sends both.
+                state = find_tlv(ev.tlvs, Tag.MESSAGE_STATE) if is_receipt(ev) else None
+                run.report("MO" if state is None else STATE_TEXT.get(state, str(state)))
+            elif t is BindTransceiverResp:
+                if ev.command_status != 0:
+                    run.logins_failed.append(f"bind_transceiver_resp status 0x{ev.command_status:X}")
+                    self.bound.set_exception(ConnectionError(f"bind refused with 0x{ev.command_status:X}"))
+                    self.transport.close()
+                    return
+                self.bound.set_result(True)
+            elif t is EnquireLink:
+                out.append(self.conn.send(EnquireLinkResp(ev.sequence_number)))
+            elif t is Unbind:
+                out.append(self.conn.send(UnbindResp(ev.sequence_number)))
+        if self.submitting:
+            self._fill(out)
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+
+    def start(self) -> None:
+        """Begin submitting (once every connection of the run is bound)."""
+        self.submitting = True
+        out: list[bytes] = []
+        self._fill(out)
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+
+    def close(self) -> None:
+        from hongyan.protocols.smpp.errors import SmppError
+        from hongyan.protocols.smpp.events import Unbind
+
+        if self.transport is not None:
+            try:
+                self.transport.write(self.conn.send(Unbind(self.conn.next_sequence())))
+            except SmppError:
+                pass   # not bound: nothing to unbind
+            self.transport.close()
+
+
 # front door -> client class: made with (run, username, secret); .bound (a future set once
 # logged in), .start() (submit through the run's window), .close()
-FRONTS: dict[str, type] = {"cmpp": CmppFrontClient}
+FRONTS: dict[str, type] = {"cmpp": CmppFrontClient, "smpp": SmppFrontClient}
 
 
 async def drive_front(front: str, host: str, port: int, username: str, secret: str, run: FrontRun,
@@ -964,14 +1077,15 @@ async def run_front_bench(o: BenchOptions, echo=click.echo) -> dict:
         run.expect_reports = not accept_only
         if accept_only:
             echo(f"roles       {', '.join(roles)}: no dispatcher, so no reports; the front door and accept alone")
+        port = stack.smpp_port if o.front == "smpp" else stack.cmpp_port
         echo(f"bench       {o.front} front: {o.messages} messages over {o.connections} connection(s), "
-             f"window {o.front_window}, to 127.0.0.1:{stack.cmpp_port}")
+             f"window {o.front_window}, to 127.0.0.1:{port}")
         w = Watch(target.simulator)
         await w.sample()
         sampler = asyncio.create_task(_sample_until(w, run))
         timeout = o.timeout if o.timeout is not None else 60 + o.messages / 200
         try:
-            clients = await drive_front(o.front, "127.0.0.1", stack.cmpp_port, target.username,
+            clients = await drive_front(o.front, "127.0.0.1", port, target.username,
                                         target.secret, run, o.connections, timeout, echo)
         finally:
             sampler.cancel()
@@ -1044,9 +1158,9 @@ def _run(coro):
 @click.option("--front", type=click.Choice(["http", *sorted(FRONTS)]), default="http", show_default=True,
               help="Submit over HTTP (--dialect) or as a customer's SP over a session front door.")
 @click.option("--connections", type=click.IntRange(1), default=1, show_default=True,
-              help="With --front cmpp: sessions of the demo account.")
+              help="With --front cmpp or smpp: sessions of the demo account.")
 @click.option("--front-window", type=click.IntRange(1), default=16, show_default=True,
-              help="With --front cmpp: unanswered submits per session.")
+              help="With --front cmpp or smpp: unanswered submits per session.")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="A server setting for the bench config, e.g. -o sqlite_synchronous=NORMAL (repeatable).")
 @click.option("--timeout", type=float, default=None,

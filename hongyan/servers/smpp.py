@@ -130,8 +130,15 @@ _CODECS = {1: "ascii", 3: "latin-1", 5: "shift_jis", 6: "iso8859_5", 7: "iso8859
 _GSM_ONLY_CONTROLS = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f]")
 
 
+# Septets whose GSM character is not the ASCII character of the same code (and every
+# octet above 0x7F); text without them reads the same in both alphabets.
+_GSM_NOT_ASCII = re.compile(rb"[\x00-\x1f$@\[-`{-\xff]")
+
+
 def gsm_decode(data: bytes) -> str:
     """Unpacked GSM 03.38 septets to text; an unknown escape reads as its base character."""
+    if not _GSM_NOT_ASCII.search(data):
+        return data.decode("ascii")     # letters, digits and the punctuation both alphabets share
     out = []
     i, n = 0, len(data)
     while i < n:
@@ -216,13 +223,28 @@ def parse_time(text: str, now: float | None = None) -> int | None:
     return int(when.timestamp() * 1000)
 
 
+_STAMPS: dict[str, str] = {}
+
+
 def _stamp(iso_text: str | None) -> str:
     """A receipt date (YYMMDDhhmm, the server's local time) from a report's ISO time."""
-    try:
-        when = datetime.fromisoformat(iso_text) if iso_text else datetime.now().astimezone()
-    except (TypeError, ValueError):
-        when = datetime.now().astimezone()
-    return when.astimezone().strftime("%y%m%d%H%M")
+    if not iso_text:
+        return datetime.now().astimezone().strftime("%y%m%d%H%M")
+    # Receipts come by the thousand per minute: parse each minute (and UTC offset) once.
+    offset = iso_text[-6:]
+    minute = iso_text[:16] + offset if offset[:1] in ("+", "-") and offset[3:4] == ":" else None
+    stamp = _STAMPS.get(minute) if minute else None
+    if stamp is None:
+        try:
+            when = datetime.fromisoformat(iso_text)
+        except (TypeError, ValueError):
+            return datetime.now().astimezone().strftime("%y%m%d%H%M")
+        stamp = when.astimezone().strftime("%y%m%d%H%M")
+        if minute:
+            if len(_STAMPS) > 1024:
+                _STAMPS.clear()
+            _STAMPS[minute] = stamp
+    return stamp
 
 
 # -- receipts ------------------------------------------------------------------------
@@ -289,7 +311,9 @@ def read_receipt_ref(ref: str | None) -> tuple[int, tuple[int, int, int] | None]
 
 def _address(text: object) -> str:
     """An address for a deliver_sm field: ASCII, at most 20 characters."""
-    value = "".join(ch for ch in str(text or "") if ch.isascii() and ch.isprintable())
+    value = str(text or "")
+    if not (value.isascii() and value.isprintable()):
+        value = "".join(ch for ch in value if ch.isascii() and ch.isprintable())
     return value[:20]
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from datetime import datetime
 from types import SimpleNamespace
 
 import orjson
@@ -411,6 +412,8 @@ async def test_events_wait_while_unbound_and_go_to_receivers_only(front):
     assert find_tlv(receipt.tlvs, Tag.MESSAGE_STATE) == MessageState.DELIVERED
     r = parse_receipt(receipt.short_message)
     assert (r.message_id, r.stat, r.err, r.dlvrd) == ("41", "DELIVRD", "000", "001")
+    local = datetime.fromisoformat("2026-12-02T10:00:05.000+00:00").astimezone().strftime("%y%m%d%H%M")
+    assert r.done_date == local     # the server's local time, to the minute
     assert receipt.source_addr == PHONE
     assert mo.esm_class == 0 and mo.data_coding == 8 and mo.short_message.decode("utf-16-be") == "reply 你好"
     assert (mo.source_addr, mo.destination_addr) == (PHONE, "106900012")
@@ -537,3 +540,27 @@ async def test_report_comes_back_as_deliver_sm_through_the_runtime(settings):
         await runtime.stop()
         await sim.stop()
         engine.dispose()
+
+
+async def test_the_bench_customer_submits_through_its_window_and_counts_receipts(front):
+    from hongyan.bench import FrontRun, Numbers, SmppFrontClient
+
+    run = FrontRun(40, Numbers(), "bench text", 4)
+    loop = asyncio.get_running_loop()
+    clients = []
+    for _ in range(2):
+        _, c = await loop.create_connection(lambda: SmppFrontClient(run, "alice", front.user["secret"]),
+                                            "127.0.0.1", front.port)
+        await asyncio.wait_for(c.bound, 5)
+        clients.append(c)
+    for c in clients:
+        c.start()
+    await until(lambda: run.answered == 40, 10)
+    assert run.accepted == 40 and not run.refused
+    subs = _rows(front.engine, submissions)
+    assert len(subs) == 40 and {s.content for s in subs} == {"bench text"}
+    _add_events(front.engine, front.user["id"], [("report", _report(s.id)) for s in subs])
+    await until(lambda: run.report_count() == 40, 10)
+    assert run.reports == {"DELIVRD": 40} and run.complete()
+    for c in clients:
+        c.close()
