@@ -61,6 +61,6 @@ def apply(engine, username: str, content: str, *, rules_on: bool, concurrency: i
         blacklist.add(conn, account_id, numbers[BLACKLISTED // 2:], reason="import")
         set_rules(conn, account_id, signature_required=True, signatures=["鸿雁"],
                   templates_only=True, templates=[template_of(content)],
-                  mps=10_000_000, concurrency=max(concurrency, 1), monthly_quota=10 ** 12,
+                  mps=1_000_000, concurrency=max(concurrency, 1), monthly_quota=1_000_000_000,
                   per_number_daily=1000, same_content_minutes=10, allowed_hours="00:00-24:00")
     return {"rules": "on", "words": WORDS, "blacklisted": BLACKLISTED}
