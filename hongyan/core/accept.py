@@ -211,14 +211,16 @@ class AcceptService:
                 return fail(Code.INVALID_SCHEDULE)
             if req.schedule_at > now:
                 due_at, scheduled = req.schedule_at, True
-        hours = self.rulebook.hours(rules)
-        if hours is not None and not windows.is_open(hours, datetime.fromtimestamp(due_at / 1000)):
-            return fail(Code.OUTSIDE_SEND_WINDOW, f"this account sends only {rules.allowed_hours}")
         if req.daily_window is not None:
             at = datetime.fromtimestamp(due_at / 1000)
             opens = windows.next_open(req.daily_window, at)
             if opens != at:
                 due_at, scheduled = to_ms(opens), True
+        # The account's hours are checked at the time the messages become due,
+        # after the request's own daily window has moved it.
+        hours = self.rulebook.hours(rules)
+        if hours is not None and not windows.is_open(hours, datetime.fromtimestamp(due_at / 1000)):
+            return fail(Code.OUTSIDE_SEND_WINDOW, f"this account sends only {rules.allowed_hours}")
         product_id, price = None, 1
         if req.product:
             product = self.directory.product(req.product)

@@ -523,3 +523,21 @@ def test_the_rule_cache_reads_accounts_again_only_after_a_change(env):
         assert len(reads) - before == 2
     finally:
         env.engine.connect = real
+
+
+def _seconds(at: datetime) -> int:
+    return at.hour * 3600 + at.minute * 60
+
+
+async def test_allowed_hours_are_checked_when_a_daily_window_makes_the_messages_due(env):
+    now = datetime.now().replace(second=0, microsecond=0)
+    # Open now, but the request's daily window opens only after the account's hours end.
+    rules(env, allowed_hours=_hours_around(now, open_now=True))
+    late = (now + timedelta(hours=3), now + timedelta(hours=4))
+    out = await send(env, daily_window=(_seconds(late[0]), _seconds(late[1])))
+    assert out.code is Code.OUTSIDE_SEND_WINDOW and messages(env) == []
+    # Closed now, but the daily window waits until the account's hours are open.
+    rules(env, allowed_hours=_hours_around(now, open_now=False))
+    inside = (now + timedelta(hours=2, minutes=30), now + timedelta(hours=3))
+    out = await send(env, daily_window=(_seconds(inside[0]), _seconds(inside[1])))
+    assert out.code is Code.OK and messages(env)[0].due_at == to_ms(inside[0])
