@@ -235,16 +235,21 @@ def demo(ctx: Ctx, port: int | None) -> None:
 
 
 @main.command()
+@click.option("--protocol", type=click.Choice(["cmpp2", "cmpp3", "smpp", "sgip", "smgp"]), default="cmpp2",
+              show_default=True, help="Which carrier gateway to play (cmpp2 also takes 3.0 logins).")
 @click.option("--host", default="127.0.0.1")
-@click.option("--port", type=int, default=7891, help="CMPP port the simulated gateway listens on.")
+@click.option("--port", type=int, default=7891, help="Port the simulated gateway listens on.")
 @click.option("--control-port", type=int, default=7892, help="HTTP port for /stats and POST /mo.")
 @click.option("--report-delay", type=float, default=0.5, help="Seconds from submit to its report.")
 @click.option("--fail-rate", type=float, default=0.0, help="Share of messages reported as failed (0..1).")
 @click.option("--account", "accounts", multiple=True, metavar="SPID:SECRET",
               help="Accept only these logins (repeatable); default: any.")
-def simulate(host: str, port: int, control_port: int, report_delay: float, fail_rate: float,
-             accounts: tuple[str, ...]) -> None:
-    """Run the carrier simulator alone (a CMPP 2.0 gateway)."""
+@click.option("--sp-host", default="127.0.0.1", show_default=True,
+              help="SGIP: where the SP's listener is (the gateway connects there to deliver).")
+@click.option("--sp-port", type=int, default=8802, show_default=True, help="SGIP: the SP listener's port.")
+def simulate(protocol: str, host: str, port: int, control_port: int, report_delay: float, fail_rate: float,
+             accounts: tuple[str, ...], sp_host: str, sp_port: int) -> None:
+    """Run a carrier simulator alone (CMPP, SMPP, SGIP or SMGP gateway) with its control API."""
     from hongyan.channels.simulator import run_simulator
 
     logins = {}
@@ -253,7 +258,8 @@ def simulate(host: str, port: int, control_port: int, report_delay: float, fail_
         if not sep:
             _fail(f"--account {a!r}: expected SPID:SECRET")
         logins[sp] = secret
-    _run(run_simulator(host, port, control_port, report_delay, fail_rate, logins or None))
+    extra = {"sp_host": sp_host, "sp_port": sp_port} if protocol == "sgip" else {}
+    _run(run_simulator(host, port, control_port, report_delay, fail_rate, logins or None, protocol, **extra))
 
 
 def _run(coro) -> None:

@@ -563,14 +563,19 @@ class SimulatorControl:
 
 async def run_simulator(host: str = "127.0.0.1", port: int = 7891, control_port: int = 7892,
                         report_delay: float = 0.5, fail_rate: float = 0.0,
-                        accounts: dict[str, str] | None = None) -> None:
-    """Run a simulator and its control server until cancelled."""
-    sim = CmppSimulator(host=host, port=port, accounts=accounts, report_delay=report_delay,
-                        fail_rate=fail_rate)
+                        accounts: dict[str, str] | None = None, protocol: str = "cmpp2", **options) -> None:
+    """Run a simulator of ``protocol`` and its control server until cancelled.
+
+    ``options`` go to that protocol's simulator (SGIP: ``sp_host`` / ``sp_port``,
+    where it connects back to deliver reports and MO)."""
+    from hongyan.channels import make_simulator
+
+    sim = make_simulator(protocol, host=host, port=port, accounts=accounts, report_delay=report_delay,
+                         fail_rate=fail_rate, **options)
     control = SimulatorControl(sim, host, control_port)
     await sim.start()
     await control.start()
-    print(f"CMPP simulator on {host}:{sim.port}, control http://{host}:{control.port} "
+    print(f"{protocol.upper()} simulator on {host}:{sim.port}, control http://{host}:{control.port} "
           f"(GET /stats, POST /mo)", flush=True)
     try:
         await asyncio.Event().wait()
