@@ -572,7 +572,9 @@ def _month_usage(conn: Connection, preps: list[_Prepared]) -> tuple[str, dict[in
 
     The running count lives in ``account_usage``: one row read per account and
     batch. An account's first request of the month (or since its quota was
-    set) counts the month's submissions once to start the row.
+    set) counts the month's messages once to start the row, as the running
+    count counts them: every message billed at accept (a number barred then
+    is not; one cancelled or rejected later still is).
     """
     now = datetime.now()
     period = now.strftime("%Y%m")
@@ -585,11 +587,14 @@ def _month_usage(conn: Connection, preps: list[_Prepared]) -> tuple[str, dict[in
     missing = ids - set(used)
     if missing:
         start = to_ms(now.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
-        volume = func.coalesce(func.sum(submissions.c.recipients * submissions.c.parts), 0)
+        # Barred at accept: ended MBBLACK or DISTURB without being sent. (A
+        # carrier's own MBBLACK comes back for a message that was sent.)
+        barred = func.coalesce(messages.c.status, "").in_((BLACKLISTED, DISTURB)) & messages.c.submitted_at.is_(None)
+        volume = func.coalesce(func.sum(messages.c.parts), 0)
         counted = dict(conn.execute(
             select(submissions.c.account_id, volume)
-            .where(submissions.c.account_id.in_(missing), submissions.c.created_at >= start,
-                   submissions.c.state != "cancelled")
+            .select_from(submissions.join(messages, messages.c.submission_id == submissions.c.id))
+            .where(submissions.c.account_id.in_(missing), submissions.c.created_at >= start, ~barred)
             .group_by(submissions.c.account_id)).all())
         rows = [{"account_id": a, "period": period, "used": int(counted.get(a, 0))} for a in missing]
         conn.execute(account_usage.insert(), rows)

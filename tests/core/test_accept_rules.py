@@ -541,3 +541,19 @@ async def test_allowed_hours_are_checked_when_a_daily_window_makes_the_messages_
     inside = (now + timedelta(hours=2, minutes=30), now + timedelta(hours=3))
     out = await send(env, daily_window=(_seconds(inside[0]), _seconds(inside[1])))
     assert out.code is Code.OK and messages(env)[0].due_at == to_ms(inside[0])
+
+
+async def test_the_monthly_count_started_from_the_table_counts_as_accept_does(env):
+    from hongyan.core.cancel import cancel
+
+    bar(env, ["13900139000"])
+    assert (await send(env, to="13800138000,13900139000,13700137000")).data["cost"] == 2
+    later = await send(env, to="13600136000,13500135000", schedule_at=to_ms(datetime.now() + timedelta(hours=1)))
+    with env.engine.begin() as conn:
+        assert cancel(conn, env.user["id"], later.data["submission_id"], env.service.receiver).ok
+    # The quota is set now: the month so far is counted from the table. The
+    # barred number was never billed; the cancelled message keeps its share.
+    rules(env, monthly_quota=100)
+    assert (await send(env)).ok
+    with env.engine.connect() as conn:
+        assert conn.execute(select(tables.account_usage.c.used)).scalar() == 2 + 2 + 1
