@@ -13,6 +13,7 @@ import struct
 import pytest
 from sqlalchemy import select
 
+from hongyan.servers.cmpp import read_client_ref
 from hongyan.store.tables import submissions
 from tests.interop.cmpp_peers import (
     CMPP_CONNECT_RESP, CMPP_DELIVER, CMPP_SUBMIT_RESP, Wire, deliver_resp, read_deliver,
@@ -35,8 +36,11 @@ async def stack(settings):
 
 
 def submission(engine, msg_id: int):
+    """The submission a SUBMIT_RESP's Msg_Id belongs to (its client reference holds it,
+    with ``;rd=0`` when no report was asked for)."""
     with engine.connect() as conn:
-        return conn.execute(select(submissions).where(submissions.c.client_ref == str(msg_id))).one_or_none()
+        rows = conn.execute(select(submissions)).all()
+    return next((r for r in rows if msg_id in (read_client_ref(r.client_ref) or ([],))[0]), None)
 
 
 def login(wire: Wire, secret: str):
@@ -108,16 +112,20 @@ async def test_pycmpp_long_sms_is_one_submission(stack):
         assert command == CMPP_CONNECT_RESP and pdu[12] == 0
         await asyncio.to_thread(client.submit, LONG_CN, ["13800138000"])
         resps = [await asyncio.to_thread(wire.read_until, CMPP_SUBMIT_RESP) for _ in range(3)]
-        ids = {struct.unpack(">Q", r[12:20])[0] for r in resps}
-        assert [r[20] for r in resps] == [0, 0, 0] and len(ids) == 1     # every part names the message
-        sub = submission(stack.engine, ids.pop())
+        ids = sorted(struct.unpack(">Q", r[12:20])[0] for r in resps)
+        # Every part has its own Msg_Id, as a gateway answers every SUBMIT; they follow one another.
+        assert [r[20] for r in resps] == [0, 0, 0] and ids == list(range(ids[0], ids[0] + 3))
+        with stack.engine.connect() as conn:
+            sub = conn.execute(select(submissions).where(submissions.c.client_ref == f"{ids[0]}/3")).one()
         # pycmpp cuts at 64 characters; Hongyan joins the parts and sends (and bills)
         # the text cut its own way, 67 UCS2 characters a part: 132 characters, two parts.
         assert sub.content == LONG_CN and sub.recipients == 1 and sub.parts == 2
         await until(lambda: stack.sim.stats["submits"] == 2, what="two parts at the carrier")
-        report = read_deliver(await asyncio.to_thread(wire.read_until, CMPP_DELIVER))
-        assert report.report_msg_id == int(sub.client_ref) and report.stat == "DELIVRD"
-        wire.send(deliver_resp(report))
+        # The report goes out once per part pycmpp submitted, each naming that part's Msg_Id.
+        reports = [read_deliver(await asyncio.to_thread(wire.read_until, CMPP_DELIVER)) for _ in range(3)]
+        assert sorted(r.report_msg_id for r in reports) == ids and {r.stat for r in reports} == {"DELIVRD"}
+        for report in reports:
+            wire.send(deliver_resp(report))
     finally:
         client.close()
 
