@@ -22,7 +22,7 @@ ADDS = "blacklist_adds"
 REMOVALS = "blacklist_removals"
 
 
-def count_removal(conn: Connection, name: str) -> None:
+def count_change(conn: Connection, name: str) -> None:
     """Count one change of a cached table (``ADDS``, ``REMOVALS``; the word lists use their own name).
 
     The update locks the counter's row (PostgreSQL) until the transaction
@@ -47,7 +47,7 @@ def add(conn: Connection, account_id: int, phones: list[str], reason: str = "man
         return 0
     # First, so that a cache reading "ids above the last it saw" never misses a
     # row committed late with a lower id.
-    count_removal(conn, ADDS)
+    count_change(conn, ADDS)
     have = set(conn.execute(select(blacklist.c.phone).where(
         blacklist.c.account_id == account_id, blacklist.c.phone.in_(phones))).scalars())
     new = [p for p in phones if p not in have]
@@ -62,7 +62,7 @@ def remove(conn: Connection, account_id: int, phones: list[str]) -> int:
     removed = conn.execute(delete(blacklist).where(
         blacklist.c.account_id == account_id, blacklist.c.phone.in_(list(phones)))).rowcount
     if removed:
-        count_removal(conn, REMOVALS)
+        count_change(conn, REMOVALS)
     return removed
 
 
