@@ -286,3 +286,45 @@ async def test_the_review_words_shown_follow_the_list(env):
     with env.engine.connect() as conn:
         (item,) = review.held(conn)
     assert item["submission_id"] == sid and item["words"] == ["低息", "特价"]
+
+
+@pytest.mark.parametrize("second", ["reject", "cancel"])
+async def test_a_decision_racing_another_on_postgresql_refunds_once(env, second):
+    """Two nodes at once: an operator approves (or rejects) while another rejects or the customer cancels."""
+    import threading
+
+    from hongyan.core.cancel import cancel
+
+    if env.engine.dialect.name != "postgresql":
+        pytest.skip("concurrent decisions share PostgreSQL; SQLite has one writer")
+    sid = await held_submission(env, ["13800138000", "13900139000"])
+    alice = env.directory.by_username("alice").id
+    result = {}
+
+    def other():
+        try:
+            with env.engine.begin() as conn:
+                if second == "reject":
+                    result["out"] = review.reject(conn, [sid], "api:other", "", Receiver(env.directory))
+                else:
+                    result["out"] = cancel(conn, alice, sid, Receiver(env.directory))
+        except review.ReviewError as exc:
+            result["out"] = exc
+
+    with env.engine.connect() as a:
+        ta = a.begin()
+        review.reject(a, [sid], "api:first", "", env.receiver)
+        worker = threading.Thread(target=other)
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive()              # waits for the first decision's locks
+        ta.commit()
+    worker.join(10)
+    if second == "reject":
+        assert isinstance(result["out"], review.NotReviewable)
+    else:
+        assert not result["out"].ok and "nothing left to cancel" in result["out"].detail
+    assert balance(env.engine) == 100
+    assert len(rows(env.engine, tables.events, kind="report")) == 2
+    with env.engine.connect() as conn:
+        assert acc.ledger_mismatches(conn) == []
