@@ -201,7 +201,9 @@ end
 return 0
 """
 
-# KEYS[1] the account's slots (a sorted set of tickets by the time taken);
+# KEYS[1] the account's slots (a sorted set of tickets by the time taken; not
+# the counter key "inflight:" of earlier versions, so that both can run during
+# a rolling upgrade);
 # ARGV: limit, ticket, lease (ms). Tickets older than the lease are dropped
 # first, so a slot whose leave never came is not lost for good.
 _ENTER = _NOW_MS + """
@@ -290,12 +292,12 @@ class RedisLimits:
 
     async def enter(self, account_id: int, limit: int) -> str | None:
         ticket = f"{self._node}:{next(self._tickets)}"
-        ok = await self._call("enter", self._enter(keys=[f"{self.prefix}inflight:{account_id}"],
+        ok = await self._call("enter", self._enter(keys=[f"{self.prefix}slots:{account_id}"],
                                                    args=[limit, ticket, self.lease_ms]))
         return ticket if ok else None
 
     async def leave(self, account_id: int, ticket: str) -> None:
-        await self._call("leave", self.redis.zrem(f"{self.prefix}inflight:{account_id}", ticket))
+        await self._call("leave", self.redis.zrem(f"{self.prefix}slots:{account_id}", ticket))
 
     async def take(self, account_id: int, amount: int, mps: int) -> bool:
         ok = await self._call("take", self._take(keys=[f"{self.prefix}rate:{account_id}"], args=[mps, amount]))
