@@ -106,6 +106,7 @@ STAT_FOR_STATE = {"delivered": "DELIVRD", "expired": "EXPIRED", "failed": "UNDEL
 # A DELIVER_RESP whose Result is flow control: offer it again after this many seconds.
 FLOW_CONTROL_PAUSE = 1.0
 STOP_WAIT = 5.0                  # seconds a stopping server waits for the SUBMITs being accepted
+LOGIN_TIMEOUT = 30.0             # seconds a connection may stay open without logging in
 # A DELIVER unanswered this long on a live session is offered again (within the
 # outbox's 60 s lease, so no other session is offered it meanwhile).
 DELIVER_TIMEOUT = 30.0
@@ -184,6 +185,7 @@ class CmppSession(Session):
         super().__init__(server)
         self.server: CmppServer = server
         self.conn = Connection("server", version=None)
+        self.connected_at = time.monotonic()
         self._mo_ref = 0
 
     # -- reading ----------------------------------------------------------
@@ -246,6 +248,12 @@ class CmppSession(Session):
         self.terminate()
 
     def tick(self, now: float) -> None:
+        if self.account is None:
+            # A connection that never logs in holds a socket for nothing.
+            if now - self.connected_at >= LOGIN_TIMEOUT:
+                log.info("cmpp server: %s did not log in within %.0f s; closing", self.who(), LOGIN_TIMEOUT)
+                self.close()
+            return
         late = self.release_late(now, DELIVER_TIMEOUT)
         if late:
             log.warning("cmpp server: %d DELIVER to %s unanswered after %.0f s; offered again",

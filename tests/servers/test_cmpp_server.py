@@ -588,3 +588,14 @@ async def test_a_port_in_use_is_named_in_the_error(stack):
                        host="127.0.0.1", port=stack.port)
     with pytest.raises(OSError, match=rf"CMPP server cannot listen on 127.0.0.1:{stack.port}"):
         await taken.start()
+
+
+async def test_a_connection_that_never_logs_in_is_closed(stack, monkeypatch):
+    monkeypatch.setattr(cmpp_server, "LOGIN_TIMEOUT", 0.2)
+    idle = await Customer.open(stack.port)
+    stack.customers.append(idle)
+    await asyncio.sleep(0.3)
+    for s in list(stack.server.sessions):
+        s.tick(time.monotonic())                                 # what the server's sweep calls
+    await idle.wait_closed()
+    assert stack.server.stats()["sessions"] == 0
