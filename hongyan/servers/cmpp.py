@@ -48,6 +48,8 @@ from hongyan.protocols.cmpp.wire import encode
 from hongyan.store.tables import events, messages, submissions
 
 from .outbox import Outbox
+# At_Time has the layout of SMPP's schedule_delivery_time ("YYMMDDhhmmsstnnp").
+from .smpp import parse_time
 from .session import IDLE_TIMEOUT, MAX_SESSIONS_PER_ACCOUNT, WINDOW, Session, SessionServer
 
 log = logging.getLogger(__name__)
@@ -357,6 +359,11 @@ class CmppSession(Session):
             return self._refuse(ev.sequence_id, RESULT_BAD_LENGTH)
         if len(ev.msg_content) > MAX_OCTETS[ev.msg_fmt]:
             return self._refuse(ev.sequence_id, RESULT_TOO_LONG)
+        if ev.at_time.strip():
+            try:
+                parse_time(ev.at_time.strip())
+            except ValueError:
+                return self._refuse(ev.sequence_id, RESULT_BAD_STRUCTURE)   # At_Time not in the CMPP time format
         report = ev.registered_delivery != 0
         if info is not None and info.total > 1:
             self._on_part(ev, info.ref, info.total, info.seq, decode_payload(raw, ev.msg_fmt, part=True), report)
@@ -474,9 +481,12 @@ class CmppServer(SessionServer):
     def request(self, account: Account, ev: Submit, text: str, ref: str, client_ip: str | None) -> SendRequest:
         ext = account.extension or ""
         src = ev.src_id or ""
+        # At_Time (checked when the SUBMIT came) schedules the message.
+        at = ev.at_time.strip()
         return SendRequest(account=account, to=list(ev.dest_terminal_ids), content=text,
                            extno=src[len(ext):] if src else "", client_ref=ref, dialect="cmpp",
-                           client_ip=client_ip, max_recipients=MAX_DESTINATIONS)
+                           client_ip=client_ip, max_recipients=MAX_DESTINATIONS,
+                           schedule_at=parse_time(at) if at else None)
 
     async def submit(self, session: CmppSession | None, seq: int | None, msg_id: int, req: SendRequest) -> None:
         """Accept one submission and answer its SUBMIT (``seq`` on ``session``) after the commit."""

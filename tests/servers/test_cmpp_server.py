@@ -234,6 +234,16 @@ async def test_submit_is_accepted_and_stored(stack, version):
     assert gbk.result == 0 and _submission(stack.engine, gbk.msg_id).content == "【鸿雁】你好"
 
 
+async def test_at_time_schedules_the_message(stack):
+    c = await stack.login()
+    later = await c.submit("13800138000", b"in an hour", at_time="000000010000000R")   # relative: +1 h
+    assert later.result == 0
+    sub = _submission(stack.engine, later.msg_id)
+    assert sub.state == "scheduled"
+    assert abs(sub.scheduled_at - (time.time() + 3600) * 1000) < 60_000
+    assert (await c.submit("13800138000", b"when?", at_time="tomorrow")).result == 1
+
+
 async def test_refusals_carry_the_k1680_result_codes(stack):
     c = await stack.login()
     assert (await c.submit("12345", b"hi")).result == 11                       # not a mobile number
