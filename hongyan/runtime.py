@@ -120,7 +120,7 @@ class Runtime:
 
             server = CmppServer(self.accept, self.directory, self.outbox, host=s.server_host, port=port,
                                 max_sessions=s.server_max_sessions, idle_timeout=s.server_idle_timeout,
-                                gateway_code=self.node_id)
+                                gateway_code=self.node_id, receiver=self.receiver, on_events=self._events)
             await server.start()
             self.servers["cmpp"] = server
         port = s.listen_port(s.smpp_server_port)

@@ -27,11 +27,14 @@ import asyncio
 import logging
 import time
 from datetime import datetime, timedelta
+from typing import Callable
 
 from sqlalchemy import Engine, case, distinct, func, select
 
 from hongyan.core.accept import AcceptService, SendRequest
+from hongyan.core.cancel import cancel as cancel_submission
 from hongyan.core.accounts import Account, Directory
+from hongyan.core.receive import Receiver
 from hongyan.domain.outcomes import Code
 from hongyan.domain.segments import (Reassembler, concat_udh, decode_payload, encode_chunk, plan,
                                      split_udh)
@@ -109,6 +112,7 @@ STAT_FOR_STATE = {"delivered": "DELIVRD", "expired": "EXPIRED", "failed": "UNDEL
 FLOW_CONTROL_PAUSE = 1.0
 STOP_WAIT = 5.0                  # seconds a stopping server waits for the SUBMITs being accepted
 LOGIN_TIMEOUT = 30.0             # seconds a connection may stay open without logging in
+RECENT_MSG_IDS = 200_000         # Msg_Ids remembered for CANCEL (about a minute of busy traffic and more)
 # A DELIVER unanswered this long on a live session is offered again (within the
 # outbox's 60 s lease, so no other session is offered it meanwhile).
 DELIVER_TIMEOUT = 30.0
@@ -284,8 +288,7 @@ class CmppSession(Session):
         elif t is Query:
             self.spawn(self._on_query(ev))
         elif t is Cancel:
-            # Messages accepted here are queued at once; there is nothing to withdraw.
-            self.write(self.conn.send(CancelResp(ev.sequence_id, 0)))
+            self.spawn(self._on_cancel(ev))
         elif t is Terminate:
             self.write(self.conn.send(TerminateResp(sequence_id=ev.sequence_id)))
             self.close_after_write()
@@ -399,6 +402,12 @@ class CmppSession(Session):
                 self.account, head.submit, whole, client_ref(head.first_id, total, report), head.client_ip)))
         server.expire_long()
 
+    # -- withdrawing ------------------------------------------------------
+    async def _on_cancel(self, ev: Cancel) -> None:
+        ok = await self.server.cancel(self.account.id, ev.msg_id)
+        if self.open:
+            self.write(self.conn.send(CancelResp(ev.sequence_id, 1 if ok else 0)))
+
     # -- statistics -------------------------------------------------------
     async def _on_query(self, ev: Query) -> None:
         counts = await self.server.query_counts(self.account.id, ev.time)
@@ -464,13 +473,17 @@ class CmppServer(SessionServer):
     def __init__(self, accept: AcceptService, directory: Directory, outbox: Outbox, *,
                  host: str = "127.0.0.1", port: int = 7890,
                  max_sessions: int = MAX_SESSIONS_PER_ACCOUNT, idle_timeout: float = IDLE_TIMEOUT,
-                 window: int = WINDOW, gateway_code: int = 0) -> None:
+                 window: int = WINDOW, gateway_code: int = 0, receiver: Receiver | None = None,
+                 on_events: Callable[[], None] | None = None) -> None:
         super().__init__(outbox, host=host, port=port, max_sessions=max_sessions,
                          idle_timeout=idle_timeout, window=window)
         self.accept = accept
         self.directory = directory
         # Msg_Ids carry the node's code, so two API processes never mint the same one.
         self.msg_ids = MsgIdGenerator(gateway_code & ((1 << 22) - 1))
+        self.receiver = receiver          # for CANCEL (its refunds and reports)
+        self.on_events = on_events
+        self._recent: dict[int, tuple[int, int]] = {}         # Msg_Id -> (account id, submission id)
         self._long: dict[int, Reassembler] = {}               # account id -> its open long messages
         self.long_heads: dict[tuple, _Long] = {}              # (account id, key) -> the message
 
@@ -490,6 +503,7 @@ class CmppServer(SessionServer):
 
     async def submit(self, session: CmppSession | None, seq: int | None, msg_id: int, req: SendRequest) -> None:
         """Accept one submission and answer its SUBMIT (``seq`` on ``session``) after the commit."""
+        outcome = None
         try:
             outcome = await self.accept.send(req)
             code = outcome.code
@@ -497,6 +511,8 @@ class CmppServer(SessionServer):
             log.exception("cmpp server: accept failed for %s", req.account.username)
             code = Code.SYSTEM_ERROR
         result = result_for(code)
+        if outcome is not None and outcome.ok and outcome.data.get("submission_id"):
+            self._remember(req, outcome.data["submission_id"])
         if session is None:
             if result:
                 log.warning("cmpp server: the incomplete long message %s of %s was refused: %s",
@@ -505,6 +521,37 @@ class CmppServer(SessionServer):
         if session.open:
             session.write(session.conn.send(SubmitResp(sequence_id=seq, msg_id=msg_id if result == 0 else 0,
                                                        result=result)))
+
+    def _remember(self, req: SendRequest, submission_id: int) -> None:
+        """Keep which submission each recent Msg_Id names, for CANCEL."""
+        ours = read_client_ref(req.client_ref)
+        if ours is None:
+            return
+        recent = self._recent
+        for msg_id in ours[0]:
+            recent[msg_id] = (req.account.id, submission_id)
+        while len(recent) > RECENT_MSG_IDS:
+            del recent[next(iter(recent))]
+
+    async def cancel(self, account_id: int, msg_id: int) -> bool:
+        """Withdraw what of the submission ``msg_id`` names has not gone to the carrier yet.
+
+        Only messages this server accepted lately are known by their Msg_Id; True if
+        at least one message was stopped."""
+        hit = self._recent.get(msg_id)
+        if hit is None or hit[0] != account_id or self.receiver is None:
+            return False
+        try:
+            outcome = await self.accept.writer.run(
+                lambda conn, _: cancel_submission(conn, account_id, hit[1], self.receiver))
+        except Exception:  # noqa: BLE001 - the customer is told nothing was withdrawn
+            log.exception("cmpp server: cancelling submission %d failed", hit[1])
+            return False
+        if not outcome.ok:
+            return False
+        if self.on_events is not None:
+            self.on_events()           # the cancelled messages' reports
+        return outcome.data.get("cancelled", 0) > 0
 
     def consecutive_msg_ids(self, n: int) -> int:
         """The first of ``n`` Msg_Ids that follow one another (the parts of one message)."""

@@ -22,8 +22,8 @@ from hongyan.domain.segments import concat_udh
 from hongyan.protocols.cmpp import auth
 from hongyan.protocols.cmpp.connection import Connection
 from hongyan.protocols.cmpp.events import (
-    ActiveTest, ActiveTestResp, Connect, ConnectResp, Deliver, DeliverResp, Query, QueryResp, Submit,
-    SubmitResp, Terminate, TerminateResp,
+    ActiveTest, ActiveTestResp, Cancel, CancelResp, Connect, ConnectResp, Deliver, DeliverResp, Query,
+    QueryResp, Submit, SubmitResp, Terminate, TerminateResp,
 )
 from hongyan.runtime import Runtime
 from hongyan.servers import cmpp as cmpp_server
@@ -609,3 +609,27 @@ async def test_a_connection_that_never_logs_in_is_closed(stack, monkeypatch):
         s.tick(time.monotonic())                                 # what the server's sweep calls
     await idle.wait_closed()
     assert stack.server.stats()["sessions"] == 0
+
+
+async def test_cancel_withdraws_a_scheduled_message_and_refunds_it(stack):
+    c = await stack.login()
+    later = await c.submit("13800138000", b"in an hour", at_time="000000010000000R")
+    assert later.result == 0
+    c.send(Cancel(c.conn.next_sequence(), later.msg_id))
+    assert (await c.expect(CancelResp)).success_id == 1
+    sub = _submission(stack.engine, later.msg_id)
+    assert sub.state == "cancelled"
+    with stack.engine.connect() as conn:
+        assert conn.execute(select(messages.c.state, messages.c.status)
+                            .where(messages.c.submission_id == sub.id)).one() == ("failed", "CANCEL")
+        assert acc.ledger_mismatches(conn) == []
+    # Its report (CANCEL) comes on the session; a second cancel, or one of a message
+    # already with the carrier, or of an unknown Msg_Id, withdraws nothing.
+    report = await c.expect(Deliver)
+    assert report.report.msg_id == later.msg_id and report.report.stat == "CANCEL"
+    c.send(DeliverResp(report.sequence_id, report.msg_id, 0))
+    sent = await c.submit("13800138001", b"now")
+    await until(lambda: stack.sim.stats["submits"] >= 1, what="the message at the carrier")
+    for msg_id in (later.msg_id, sent.msg_id, 12345):
+        c.send(Cancel(c.conn.next_sequence(), msg_id))
+        assert (await c.expect(CancelResp)).success_id == 0
