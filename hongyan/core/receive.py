@@ -13,6 +13,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, update
 
 from hongyan.channels.base import Inbound, Report
+from hongyan.domain import numbers
 from hongyan.domain.clock import iso, now_ms, to_ms
 from hongyan.domain.optout import OptOut, normalise
 from hongyan.store.bulk import insert_rows, update_rows
@@ -287,7 +288,10 @@ class Receiver:
                 continue  # kept unrouted for an operator to look at
             optout = self._optout(conn, account.id).is_optout(inbound.text)
             if optout:
-                blacklist.add(conn, account.id, [inbound.phone], reason="optout",
+                # In the form accept compares (11 digits): gateways send the
+                # sender as 8613800138000 or +8613800138000 as often as not.
+                listed = numbers.normalise(inbound.phone) or inbound.phone.strip()
+                blacklist.add(conn, account.id, [listed], reason="optout",
                               note=f"mo {mo_id}: {inbound.text}"[:500])
             payload = {"mo_id": mo_id, "from": inbound.phone, "to": inbound.dest, "extno": extno,
                        "content": inbound.text, "received_at": iso(received), "optout": optout}

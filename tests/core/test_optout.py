@@ -189,3 +189,15 @@ def test_a_bad_stored_optout_word_does_not_stop_replies(env):
         assert receiver.apply_mo(conn, [reply("13800138000", "TD"), reply("13900139000", "你好")]) == 2
     assert set(listed(engine, users["alice"])) == {"13800138000"}
     assert [p["optout"] for p in mo_payloads(engine)] == [True, False]
+
+
+@pytest.mark.parametrize("sender", ["8613800138000", "+8613800138000", "+86 138 0013 8000"])
+async def test_an_optout_from_a_sender_in_international_form_bars_the_national_number(env, sender):
+    engine, receiver, users = env
+    with engine.begin() as conn:
+        receiver.apply_mo(conn, [reply(sender, "TD")])
+    # Accept compares numbers in their 11-digit form: the listed one must be that.
+    assert set(listed(engine, users["alice"])) == {"13800138000"}
+    cache = Blacklist(engine)
+    cache.refresh()
+    assert cache.blocked(users["alice"], "13800138000")
