@@ -94,8 +94,10 @@ class Blacklist:
         self.reloads = 0        # whole-table reads, for tests and metrics
 
     def invalidate(self) -> None:
+        """Check for changes at the next use. (What it finds is read as usual: numbers
+        added alone, so a customer adding numbers one call at a time never makes
+        the whole list be read again.)"""
         self._checked = 0.0
-        self._mark = None
 
     def refresh(self) -> None:
         now = time.monotonic()

@@ -557,3 +557,17 @@ async def test_the_monthly_count_started_from_the_table_counts_as_accept_does(en
     assert (await send(env)).ok
     with env.engine.connect() as conn:
         assert conn.execute(select(tables.account_usage.c.used)).scalar() == 2 + 2 + 1
+
+
+async def test_a_change_made_in_this_process_is_seen_without_reading_the_whole_list(env):
+    bar(env, [f"1380013{i:04d}" for i in range(100)])
+    await send(env, to="13700137000")
+    reloads = env.service.blacklist.reloads
+    bar(env, ["13600136000"])                                 # as the admin API does: add, then invalidate
+    await send(env, to="13600136000")
+    assert messages(env)[-1].status == "MBBLACK" and env.service.blacklist.reloads == reloads
+    with env.engine.begin() as conn:
+        blacklist.remove(conn, env.user["id"], ["13600136000"])
+    env.service.blacklist.invalidate()
+    await send(env, to="13600136000")
+    assert messages(env)[-1].status is None and env.service.blacklist.reloads == reloads + 1
