@@ -163,7 +163,8 @@ class AcceptService:
         self.directory = directory
         self.writer = writer
         self.rulebook = rulebook or RuleBook(directory.engine)
-        self.blacklist = blacklist or Blacklist(directory.engine)
+        # A removal's whole-table read runs on a thread, off the event loop.
+        self.blacklist = blacklist or Blacklist(directory.engine, background=True)
         self.limits = limits or LocalLimits()
         self.receiver = receiver or Receiver(directory)
         self.on_events = on_events

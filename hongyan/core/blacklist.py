@@ -5,12 +5,16 @@ memory for the accept path, which asks one set lookup per phone.
 """
 from __future__ import annotations
 
+import logging
+import threading
 import time
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from hongyan.domain.clock import now_ms
 from hongyan.store.tables import blacklist, sequences
+
+log = logging.getLogger(__name__)
 
 REASONS = ("manual", "optout", "import")
 GLOBAL = 0
@@ -80,18 +84,24 @@ class Blacklist:
     The check reads the change counts (``ADDS``, ``REMOVALS``) and
     ``max(id)``, all by index. Rows added since are read alone, so an opt-out
     reply costs the accept path one indexed read, not a reload of every
-    listed number; only a removal reloads the whole table. Refreshes run on the event loop that
-    reads the sets, so the sets are updated in place.
+    listed number. Only a removal reads the whole table again (about 0.7 s
+    for 500,000 numbers, measured): with ``background`` that read runs on a
+    thread, and the lists as they were (which still bar the removed numbers)
+    serve until it is done. Refreshes run on the event loop that reads the
+    sets, so the sets are updated in place.
     """
 
-    def __init__(self, reader: Engine, poll_s: float = 1.0) -> None:
+    def __init__(self, reader: Engine, poll_s: float = 1.0, *, background: bool = False) -> None:
         self.reader = reader
         self.poll_s = poll_s
+        self.background = background
         self._mark: tuple | None = None
         self._checked = 0.0
         self.global_set: set[str] = set()
         self.per_account: dict[int, set[str]] = {}
         self.reloads = 0        # whole-table reads, for tests and metrics
+        self._loading: threading.Thread | None = None
+        self._loaded: tuple | None = None   # (mark, sets) from a finished background read
 
     def invalidate(self) -> None:
         """Check for changes at the next use. (What it finds is read as usual: numbers
@@ -100,28 +110,68 @@ class Blacklist:
         self._checked = 0.0
 
     def refresh(self) -> None:
+        if self._loaded is not None:
+            mark, sets = self._loaded
+            self._loaded = self._loading = None
+            self._install(mark, sets)
+            self._checked = 0.0     # and look at once for what was added meanwhile
         now = time.monotonic()
         if now - self._checked < self.poll_s:
             return
         self._checked = now
         with self.reader.connect() as conn:
-            counts = dict(conn.execute(select(sequences.c.name, sequences.c.value)
-                                       .where(sequences.c.name.in_((ADDS, REMOVALS)))).all())
-            max_id = conn.execute(select(func.max(blacklist.c.id))).scalar() or 0
-            mark = (counts.get(REMOVALS, 0), counts.get(ADDS, 0), max_id)
+            mark = self._read_mark(conn)
             if mark == self._mark:
                 return
             old = self._mark
-            if old is not None and old[0] == mark[0] and max_id >= old[2]:
-                for aid, phone in conn.execute(select(blacklist.c.account_id, blacklist.c.phone)
-                                               .where(blacklist.c.id > old[2])).all():
-                    self._sets(aid).add(phone)
-                self._mark = mark
+            if old is not None and (old[0] == mark[0] or self._loading is not None) and mark[2] >= old[2]:
+                self._read_added(conn, old[2])
+                if old[0] == mark[0]:
+                    self._mark = mark
                 return
-            # A removal: read it all again.
-            sets: dict[int, set[str]] = {}
-            for aid, phone in conn.execute(select(blacklist.c.account_id, blacklist.c.phone)).all():
-                sets.setdefault(aid, set()).add(phone)
+            if old is not None and self.background:
+                # A removal: read it all again on a thread; until then the lists
+                # as they are (a removed number stays barred a moment longer),
+                # with what was added since.
+                if mark[2] >= old[2]:
+                    self._read_added(conn, old[2])
+                self._loading = threading.Thread(target=self._load_in_background, name="hongyan-blacklist",
+                                                 daemon=True)
+                self._loading.start()
+                return
+            mark, sets = self._load_all(conn)
+        self._install(mark, sets)
+
+    @staticmethod
+    def _read_mark(conn: Connection) -> tuple:
+        counts = dict(conn.execute(select(sequences.c.name, sequences.c.value)
+                                   .where(sequences.c.name.in_((ADDS, REMOVALS)))).all())
+        max_id = conn.execute(select(func.max(blacklist.c.id))).scalar() or 0
+        return counts.get(REMOVALS, 0), counts.get(ADDS, 0), max_id
+
+    def _read_added(self, conn: Connection, after_id: int) -> None:
+        for aid, phone in conn.execute(select(blacklist.c.account_id, blacklist.c.phone)
+                                       .where(blacklist.c.id > after_id)).all():
+            self._sets(aid).add(phone)
+
+    def _load_all(self, conn: Connection) -> tuple[tuple, dict[int, set[str]]]:
+        # The mark first: a row added while the table is read is read again
+        # later as added, never missed.
+        mark = self._read_mark(conn)
+        sets: dict[int, set[str]] = {}
+        for aid, phone in conn.execute(select(blacklist.c.account_id, blacklist.c.phone)).all():
+            sets.setdefault(aid, set()).add(phone)
+        return mark, sets
+
+    def _load_in_background(self) -> None:
+        try:
+            with self.reader.connect() as conn:
+                self._loaded = self._load_all(conn)
+        except Exception:  # noqa: BLE001 - the next check starts another read
+            log.exception("reading the blacklist again failed")
+            self._loading = None
+
+    def _install(self, mark: tuple, sets: dict[int, set[str]]) -> None:
         self.global_set = sets.pop(GLOBAL, set())
         self.per_account = sets
         self._mark = mark

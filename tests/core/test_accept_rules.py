@@ -6,6 +6,7 @@ and word tables) and sends through AcceptService, on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import datetime, timedelta
 
 import orjson
@@ -460,9 +461,50 @@ async def test_a_number_listed_as_another_is_removed_is_barred_at_once(env):
         blacklist.remove(conn, env.user["id"], ["13900139000"])
         blacklist.add(conn, env.user["id"], ["13600136000"])
     env.service.blacklist._checked = 0.0                     # as when the poll interval has passed
+    await reread(env)
     await send(env, to="13600136000,13900139000")
     by_phone = {m.phone: m.status for m in messages(env)}
     assert by_phone["13600136000"] == "MBBLACK" and by_phone["13900139000"] is None
+
+
+async def reread(env) -> None:
+    """Check the blacklist now and let a whole-table read (after a removal) finish on its thread."""
+    cache = env.service.blacklist
+    cache._checked = 0.0
+    cache.refresh()
+    for _ in range(500):
+        if cache._loading is None:
+            break
+        await asyncio.sleep(0.01)
+    cache.refresh()                                           # installs what the thread read
+
+
+async def test_a_removal_reads_the_whole_list_off_the_event_loop(env):
+    bar(env, ["13800138000", "13900139000"])
+    await send(env, to="13700137000")
+    loop = asyncio.get_running_loop()
+    started, release = asyncio.Event(), threading.Event()
+    real = env.service.blacklist._load_all
+
+    def slow_load(conn):
+        loop.call_soon_threadsafe(started.set)
+        release.wait(5)
+        return real(conn)
+
+    env.service.blacklist._load_all = slow_load
+    with env.engine.begin() as conn:
+        blacklist.remove(conn, env.user["id"], ["13800138000"])
+        blacklist.add(conn, env.user["id"], ["13500135000"])
+    env.service.blacklist.invalidate()
+    # The read waits on its thread; requests go on meanwhile with the lists as
+    # they were (the removed number still barred a moment) plus what was added.
+    out = await asyncio.wait_for(send(env, to="13800138000,13500135000,13600136000"), 2)
+    await asyncio.wait_for(started.wait(), 2)
+    assert out.ok and out.data["cost"] == 1
+    release.set()
+    await reread(env)
+    await send(env, to="13800138000")
+    assert messages(env)[-1].status is None
 
 
 async def test_numbers_added_to_a_big_list_are_read_alone(env):
@@ -568,6 +610,6 @@ async def test_a_change_made_in_this_process_is_seen_without_reading_the_whole_l
     assert messages(env)[-1].status == "MBBLACK" and env.service.blacklist.reloads == reloads
     with env.engine.begin() as conn:
         blacklist.remove(conn, env.user["id"], ["13600136000"])
-    env.service.blacklist.invalidate()
+    await reread(env)
     await send(env, to="13600136000")
     assert messages(env)[-1].status is None and env.service.blacklist.reloads == reloads + 1
