@@ -18,20 +18,20 @@ log = logging.getLogger(__name__)
 
 REASONS = ("manual", "optout", "import")
 GLOBAL = 0
-# Changes are counted in ``sequences``, so the cache's check is two key
-# lookups, not a count(*) of a table that opt-outs grow without end. A removal
-# has its own count: on SQLite a row added after the newest was removed takes
-# the removed row's id, so ids alone cannot tell that anything changed.
-ADDS = "blacklist_adds"
+# Removals are counted in ``sequences``: the cache's check is then two
+# lookups by key, not a count(*) of a table that opt-outs grow without end.
+# Adds show in max(id), but a removal may not: on SQLite a row added after the
+# newest was removed takes the removed row's id.
 REMOVALS = "blacklist_removals"
+# On PostgreSQL a row can commit after one with a higher id was already read,
+# so that an "ids above the last seen" read misses it: this often (off the
+# event loop) the cache counts the rows it should have and reads the list
+# again if the count differs.
+AUDIT_S = 30.0
 
 
 def count_change(conn: Connection, name: str) -> None:
-    """Count one change of a cached table (``ADDS``, ``REMOVALS``; the word lists use their own name).
-
-    The update locks the counter's row (PostgreSQL) until the transaction
-    ends, so writers that count first take their ids in commit order.
-    """
+    """Count one change of a cached table (``REMOVALS``; the word and rule caches use their own names)."""
     bumped = conn.execute(update(sequences).where(sequences.c.name == name)
                           .values(value=sequences.c.value + 1)).rowcount
     if not bumped:
@@ -49,9 +49,6 @@ def add(conn: Connection, account_id: int, phones: list[str], reason: str = "man
     phones = list(dict.fromkeys(p.strip() for p in phones if p.strip()))
     if not phones:
         return 0
-    # First, so that a cache reading "ids above the last it saw" never misses a
-    # row committed late with a lower id.
-    count_change(conn, ADDS)
     have = set(conn.execute(select(blacklist.c.phone).where(
         blacklist.c.account_id == account_id, blacklist.c.phone.in_(phones))).scalars())
     new = [p for p in phones if p not in have]
@@ -81,8 +78,8 @@ def list_(conn: Connection, account_id: int | None = None) -> list[dict]:
 class Blacklist:
     """The table in memory, checked for changes at most once a second (``poll_s``).
 
-    The check reads the change counts (``ADDS``, ``REMOVALS``) and
-    ``max(id)``, all by index. Rows added since are read alone, so an opt-out
+    The check reads the removal count (``REMOVALS``) and ``max(id)``, both
+    by index. Rows added since are read alone, so an opt-out
     reply costs the accept path one indexed read, not a reload of every
     listed number. Only a removal reads the whole table again (about 0.7 s
     for 500,000 numbers, measured): with ``background`` that read runs on a
@@ -91,10 +88,13 @@ class Blacklist:
     sets, so the sets are updated in place.
     """
 
-    def __init__(self, reader: Engine, poll_s: float = 1.0, *, background: bool = False) -> None:
+    def __init__(self, reader: Engine, poll_s: float = 1.0, *, background: bool = False,
+                 audit_s: float = AUDIT_S) -> None:
         self.reader = reader
         self.poll_s = poll_s
         self.background = background
+        self.audit_s = audit_s
+        self._audited = time.monotonic()
         self._mark: tuple | None = None
         self._checked = 0.0
         self.global_set: set[str] = set()
@@ -119,13 +119,20 @@ class Blacklist:
         if now - self._checked < self.poll_s:
             return
         self._checked = now
+        if (self.background and self._loading is None and self._mark is not None
+                and now - self._audited >= self.audit_s and self.reader.dialect.name == "postgresql"):
+            self._audited = now
+            size = len(self.global_set) + sum(map(len, self.per_account.values()))
+            self._loading = threading.Thread(target=self._audit, args=(self._mark, size),
+                                             name="hongyan-blacklist", daemon=True)
+            self._loading.start()
         with self.reader.connect() as conn:
             mark = self._read_mark(conn)
             if mark == self._mark:
                 return
             old = self._mark
-            if old is not None and (old[0] == mark[0] or self._loading is not None) and mark[2] >= old[2]:
-                self._read_added(conn, old[2])
+            if old is not None and (old[0] == mark[0] or self._loading is not None) and mark[-1] >= old[-1]:
+                self._read_added(conn, old[-1])
                 if old[0] == mark[0]:
                     self._mark = mark
                 return
@@ -133,8 +140,8 @@ class Blacklist:
                 # A removal: read it all again on a thread; until then the lists
                 # as they are (a removed number stays barred a moment longer),
                 # with what was added since.
-                if mark[2] >= old[2]:
-                    self._read_added(conn, old[2])
+                if mark[-1] >= old[-1]:
+                    self._read_added(conn, old[-1])
                 self._loading = threading.Thread(target=self._load_in_background, name="hongyan-blacklist",
                                                  daemon=True)
                 self._loading.start()
@@ -144,10 +151,8 @@ class Blacklist:
 
     @staticmethod
     def _read_mark(conn: Connection) -> tuple:
-        counts = dict(conn.execute(select(sequences.c.name, sequences.c.value)
-                                   .where(sequences.c.name.in_((ADDS, REMOVALS)))).all())
-        max_id = conn.execute(select(func.max(blacklist.c.id))).scalar() or 0
-        return counts.get(REMOVALS, 0), counts.get(ADDS, 0), max_id
+        # (removals, max id): the id is last, as the incremental read uses mark[-1].
+        return removals(conn, REMOVALS), conn.execute(select(func.max(blacklist.c.id))).scalar() or 0
 
     def _read_added(self, conn: Connection, after_id: int) -> None:
         for aid, phone in conn.execute(select(blacklist.c.account_id, blacklist.c.phone)
@@ -162,6 +167,21 @@ class Blacklist:
         for aid, phone in conn.execute(select(blacklist.c.account_id, blacklist.c.phone)).all():
             sets.setdefault(aid, set()).add(phone)
         return mark, sets
+
+    def _audit(self, mark: tuple, size: int) -> None:
+        """Count the rows the lists hold (those up to ``mark``'s id); read them all again if they differ."""
+        try:
+            with self.reader.connect() as conn:
+                n = conn.execute(select(func.count()).select_from(blacklist)
+                                 .where(blacklist.c.id <= mark[-1])).scalar()
+                if n == size:
+                    self._loading = None
+                    return
+                log.warning("blacklist cache holds %d numbers, the table %d: reading it again", size, n)
+                self._loaded = self._load_all(conn)
+        except Exception:  # noqa: BLE001 - the next audit tries again
+            log.exception("checking the blacklist cache failed")
+            self._loading = None
 
     def _load_in_background(self) -> None:
         try:

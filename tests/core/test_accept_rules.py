@@ -473,7 +473,7 @@ async def reread(env) -> None:
     cache._checked = 0.0
     cache.refresh()
     for _ in range(500):
-        if cache._loading is None:
+        if cache._loading is None or cache._loaded is not None:
             break
         await asyncio.sleep(0.01)
     cache.refresh()                                           # installs what the thread read
@@ -613,3 +613,23 @@ async def test_a_change_made_in_this_process_is_seen_without_reading_the_whole_l
     await reread(env)
     await send(env, to="13600136000")
     assert messages(env)[-1].status is None and env.service.blacklist.reloads == reloads + 1
+
+
+async def test_a_number_committed_after_a_newer_one_was_read_is_found_by_the_audit(env):
+    if env.engine.dialect.name != "postgresql":
+        pytest.skip("on SQLite rows commit in id order (one writer)")
+    cache = env.service.blacklist
+    bar(env, ["13800138000"])
+    await send(env, to="13700137000")
+    with env.engine.connect() as slow:
+        tx = slow.begin()
+        blacklist.add(slow, env.user["id"], ["13600136000"])      # the lower id, committed last
+        bar(env, ["13500135000"])
+        await reread(env)                                         # reads past the uncommitted id
+        tx.commit()
+    await reread(env)
+    assert not cache.blocked(env.user["id"], "13600136000")       # ids above the last seen: missed
+    cache.audit_s, cache._audited = 0.0, float("-inf")
+    await reread(env)                                             # the audit counts, then reads it all
+    await reread(env)
+    assert cache.blocked(env.user["id"], "13600136000") and cache.blocked(env.user["id"], "13500135000")
