@@ -368,11 +368,41 @@ class AcceptService:
     async def send(self, req: SendRequest) -> Outcome:
         prepared = self.prepare(req)
         if isinstance(prepared, Outcome):
-            return prepared
+            return await self._or_earlier(req, prepared)
         outcome = await self._limited([prepared], req.dialect, self._commit, prepared)
         if outcome.ok and not outcome.data["replayed"]:
             self._told(outcome, prepared, outcome.data["submission_id"])
+        if outcome.code in _BEFORE_COMMIT:
+            # Refused before the commit looked the key up.
+            return await self._or_earlier(req, outcome)
         return outcome
+
+    async def _or_earlier(self, req: SendRequest, refusal: Outcome) -> Outcome:
+        """The first answer, when a refused request repeats an accepted one's idempotency key.
+
+        A retry must get the first answer even if a rule would refuse the
+        request now (a word listed since, the allowed hours closed, the second's
+        allowance used): otherwise a client that lost the first answer is told
+        that messages already on their way were refused.
+        """
+        if not req.idempotency_key or refusal.code is Code.DUPLICATE_REQUEST:
+            return refusal
+        earlier = await asyncio.get_running_loop().run_in_executor(None, self._find_earlier, req)
+        return refusal if earlier is None else earlier
+
+    def _find_earlier(self, req: SendRequest) -> Outcome | None:
+        try:
+            parsed = numbers.parse_recipients(req.to, limit=req.max_recipients)
+        except numbers.TooManyRecipients:
+            return None
+        with self.directory.engine.connect() as conn:
+            row = conn.execute(_EARLIER.where(submissions.c.account_id == req.account.id,
+                                              submissions.c.idempotency_key == req.idempotency_key)).first()
+            if row is None:
+                return None
+            if row.request_hash != _request_hash(req, parsed.valid):
+                return fail(Code.DUPLICATE_REQUEST, req.idempotency_key)
+            return _replayed(conn, row, parsed.invalid, "")
 
     async def send_together(self, reqs: list[SendRequest]) -> Outcome:
         """Accept several submissions (one request with several texts) all or none.
@@ -532,10 +562,7 @@ class AcceptService:
         if not keyed:
             return list(range(len(preps))), []
         found = {(r.account_id, r.idempotency_key): r for r in conn.execute(
-            select(submissions.c.id, submissions.c.account_id, submissions.c.idempotency_key,
-                   submissions.c.request_hash, submissions.c.parts, submissions.c.cost,
-                   submissions.c.scheduled_at, submissions.c.state)
-            .where(tuple_(submissions.c.account_id, submissions.c.idempotency_key).in_(
+            _EARLIER.where(tuple_(submissions.c.account_id, submissions.c.idempotency_key).in_(
                 [(p.account_id, p.idempotency_key) for _, p in keyed]))).all()}
         seen: dict[tuple, int] = {}
         todo, same_as = [], []
@@ -554,18 +581,31 @@ class AcceptService:
     def _replay(self, conn: Connection, p: _Prepared, row) -> Outcome:
         if row.request_hash != p.request_hash:
             return fail(Code.DUPLICATE_REQUEST, p.idempotency_key or "")
-        rows = conn.execute(select(messages.c.id, messages.c.phone)
-                            .where(messages.c.submission_id == row.id).order_by(messages.c.id)).all()
-        bal = conn.execute(select(balances.c.amount).where(balances.c.id == p.balance_id)).scalar()
-        data = dict(submission_id=row.id, message_ids=[r.id for r in rows], phones=[r.phone for r in rows],
-                    parts=row.parts, cost=row.cost, balance=bal, invalid=p.invalid,
-                    scheduled_at=row.scheduled_at, replayed=True)
-        # A replay answers as the first request was answered: a submission held
-        # for review said so then (and a caller must not take it for sent),
-        # whatever an operator has decided since.
-        was_held = row.state == "held" or conn.execute(
-            select(reviews.c.id).where(reviews.c.submission_id == row.id)).first() is not None
-        return Outcome(Code.CONTENT_HELD, p.held or "", data) if was_held else ok(**data)
+        return _replayed(conn, row, p.invalid, p.held or "")
+
+
+# The refusals of the traffic limits, which come before the commit's idempotency check.
+_BEFORE_COMMIT = frozenset({Code.RATE_LIMITED, Code.TOO_MANY_CONCURRENT, Code.SYSTEM_BUSY})
+# What a repeated idempotency key is answered from.
+_EARLIER = select(submissions.c.id, submissions.c.account_id, submissions.c.idempotency_key,
+                  submissions.c.request_hash, submissions.c.parts, submissions.c.cost,
+                  submissions.c.scheduled_at, submissions.c.state, submissions.c.balance_id)
+
+
+def _replayed(conn: Connection, row, invalid: list[str], held_word: str) -> Outcome:
+    """The answer to a repeat of the submission ``row`` (an ``_EARLIER`` row)."""
+    rows = conn.execute(select(messages.c.id, messages.c.phone)
+                        .where(messages.c.submission_id == row.id).order_by(messages.c.id)).all()
+    bal = conn.execute(select(balances.c.amount).where(balances.c.id == row.balance_id)).scalar()
+    data = dict(submission_id=row.id, message_ids=[r.id for r in rows], phones=[r.phone for r in rows],
+                parts=row.parts, cost=row.cost, balance=bal, invalid=invalid,
+                scheduled_at=row.scheduled_at, replayed=True)
+    # A replay answers as the first request was answered: a submission held
+    # for review said so then (and a caller must not take it for sent),
+    # whatever an operator has decided since.
+    was_held = row.state == "held" or conn.execute(
+        select(reviews.c.id).where(reviews.c.submission_id == row.id)).first() is not None
+    return Outcome(Code.CONTENT_HELD, held_word, data) if was_held else ok(**data)
 
 
 def _month_usage(conn: Connection, preps: list[_Prepared]) -> tuple[str, dict[int, int]]:

@@ -633,3 +633,26 @@ async def test_a_number_committed_after_a_newer_one_was_read_is_found_by_the_aud
     await reread(env)                                             # the audit counts, then reads it all
     await reread(env)
     assert cache.blocked(env.user["id"], "13600136000") and cache.blocked(env.user["id"], "13500135000")
+
+
+async def test_a_retry_gets_the_first_answer_even_if_a_rule_would_refuse_it_now(env):
+    first = await send(env, content="【测试】周末特惠", idempotency_key="r-1")
+    assert first.code is Code.OK
+    words(env, "block", "特惠")                                   # listed since
+    now = datetime.now()
+    rules(env, allowed_hours=_hours_around(now, open_now=False))  # and the hours closed
+    again = await send(env, content="【测试】周末特惠", idempotency_key="r-1")
+    assert again.code is Code.OK and again.data["replayed"]
+    assert again.data["submission_id"] == first.data["submission_id"]
+    # The same key with another body, and a new request, are refused as usual.
+    assert (await send(env, content="【测试】周末特惠!", idempotency_key="r-1")).code is Code.DUPLICATE_REQUEST
+    assert (await send(env, content="【测试】周末特惠", idempotency_key="r-2")).code is Code.CONTENT_BLOCKED
+    assert len(messages(env)) == 1 and balance(env) == 999
+
+
+async def test_a_retry_over_the_rate_gets_the_first_answer(env):
+    rules(env, mps=1)
+    first = await send(env, idempotency_key="m-1")
+    again = await send(env, idempotency_key="m-1")              # within the same second
+    assert again.code is Code.OK and again.data["replayed"]
+    assert again.data["submission_id"] == first.data["submission_id"]
