@@ -387,6 +387,8 @@ class AcceptService:
         """
         if not req.idempotency_key or refusal.code is Code.DUPLICATE_REQUEST:
             return refusal
+        if req.account.refusal(req.client_ip):
+            return refusal  # the account may not send (or not from there): it is told nothing more
         earlier = await asyncio.get_running_loop().run_in_executor(None, self._find_earlier, req)
         return refusal if earlier is None else earlier
 

@@ -656,3 +656,12 @@ async def test_a_retry_over_the_rate_gets_the_first_answer(env):
     again = await send(env, idempotency_key="m-1")              # within the same second
     assert again.code is Code.OK and again.data["replayed"]
     assert again.data["submission_id"] == first.data["submission_id"]
+
+
+async def test_a_retry_from_an_address_the_account_may_not_send_from_is_told_nothing(env):
+    await send(env, idempotency_key="ip-1", client_ip="10.0.0.5")
+    with env.engine.begin() as conn:
+        acc.update_account(conn, env.user["username"], ip_allowlist="192.168.1.0/24")
+    env.directory.invalidate()
+    again = await send(env, idempotency_key="ip-1", client_ip="10.0.0.5")
+    assert again.code is Code.IP_DENIED and again.data == {}
