@@ -63,6 +63,7 @@ class Decision:
     content: str
     extno: str
     product_id: int | None
+    window: tuple[int, int] | None = None    # the request's own daily send window
 
     @property
     def scheduled(self) -> bool:
@@ -158,7 +159,8 @@ def _pending(conn: Connection, submission_ids: list[int], operator: str) -> list
         raise ReviewError("say who decides (operator)")
     rows = {r.id: r for r in conn.execute(
         select(submissions.c.id, submissions.c.account_id, submissions.c.state, submissions.c.scheduled_at,
-               submissions.c.content, submissions.c.extno, submissions.c.product_id, submissions.c.balance_id)
+               submissions.c.content, submissions.c.extno, submissions.c.product_id, submissions.c.balance_id,
+               submissions.c.window_start, submissions.c.window_end)
         .where(submissions.c.id.in_(ids)).with_for_update()).all()}
     done = decisions(conn, [i for i in ids if i in rows and rows[i].state != HELD])
     problems = []
@@ -206,9 +208,16 @@ def approve(conn: Connection, submission_ids: list[int], operator: str, *, now: 
         # waited for review means "as soon as possible" -- within the account's
         # allowed hours, which accept checked for the time the text was due then.
         due = max(now, row.scheduled_at or 0)
+        # And within the request's own daily window (kxt3 dailyBeginTime), as accept would have put it.
+        window = None if row.window_start is None else (row.window_start, row.window_end)
         hours = get_rules(conn, row.account_id).allowed_hours
-        if hours:
-            due = max(due, to_ms(next_open(parse_hours(hours), datetime.fromtimestamp(due / 1000))))
+        opens = [w for w in (window, parse_hours(hours) if hours else None) if w is not None]
+        for _ in range(4):  # each opening may fall outside the other window: a few rounds find both open
+            before = due
+            for w in opens:
+                due = max(due, to_ms(next_open(w, datetime.fromtimestamp(due / 1000))))
+            if due == before:
+                break
         state = "scheduled" if due > now else "accepted"
         # A scheduled submission says when, as accept writes one.
         _claim(conn, row.id, state, **({"scheduled_at": due} if state == "scheduled" else {}))
@@ -217,7 +226,7 @@ def approve(conn: Connection, submission_ids: list[int], operator: str, *, now: 
                              .values(state="queued", due_at=due)).rowcount
         _record(conn, row, "approved", operator, "", count, 0, now)
         out.append(Decision(row.id, row.account_id, "approved", count, 0, state, due, row.content, row.extno,
-                            row.product_id))
+                            row.product_id, window))
     return out
 
 

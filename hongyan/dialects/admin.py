@@ -316,7 +316,7 @@ async def admin_review(request: Request, caller: Admin, account: str | None = Qu
 async def admin_approve(request: Request, caller: Admin, submission_id: int):
     (d,) = await _write(request, review.approve, [submission_id], f"api:{caller.username}")
     rt = runtime(request)
-    rt._accepted(d.submission_id, d.content, d.extno, d.product_id, d.scheduled)
+    rt._accepted(d.submission_id, d.content, d.extno, d.product_id, d.scheduled, d.window)
     return _decision_view(d)
 
 

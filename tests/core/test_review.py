@@ -328,3 +328,18 @@ async def test_a_decision_racing_another_on_postgresql_refunds_once(env, second)
     assert len(rows(env.engine, tables.events, kind="report")) == 2
     with env.engine.connect() as conn:
         assert acc.ledger_mismatches(conn) == []
+
+
+async def test_approval_keeps_the_requests_own_daily_window(env):
+    now = datetime.now()
+    opens = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
+    window = (opens.hour * 3600, ((opens.hour + 1) % 24) * 3600)
+    out = await env.accept.send(SendRequest(account=env.directory.by_username("alice"), to="13800138000",
+                                            content=TEXT, daily_window=window, dialect="kxt3"))
+    assert out.code.value == "content_held"
+    with env.engine.begin() as conn:
+        (d,) = review.approve(conn, [out.data["submission_id"]], "cli:ops")
+    # Approved now, outside the window the request asked for: it waits for the window.
+    assert d.state == "scheduled" and d.due_at == to_ms(opens) and d.window == window
+    (m,) = rows(env.engine, tables.messages, submission_id=out.data["submission_id"])
+    assert m.state == "queued" and m.due_at == to_ms(opens)
