@@ -71,6 +71,11 @@ class Runtime:
             if not scheduled:
                 self.dispatcher.wake()
 
+    def approved(self, decisions) -> None:
+        """Held submissions an operator approved (``core.review.Decision``): their messages are due."""
+        for d in decisions:
+            self._accepted(d.submission_id, d.content, d.extno, d.product_id, d.scheduled, d.window)
+
     def _requeued(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.wake()

@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hongyan.core import review
 
-from .views import clip, field, form, notice, num, section, table, tag, text_input, when
+from .views import clip, form, notice, num, section, table, tag, text_input, when
 from .web import ConsoleRoute, OperatorPost, OperatorUser, User, redirect, runtime
 
 router = APIRouter(prefix="/ops", route_class=ConsoleRoute)
@@ -66,9 +66,7 @@ async def approve(request: Request, user: OperatorPost, submission_id: int):
     done, page = await _decide(request, user, review.approve, [submission_id], f"console:{user.username}")
     if page is not None:
         return page
-    rt = runtime(request)
-    for d in done:
-        rt._accepted(d.submission_id, d.content, d.extno, d.product_id, d.scheduled)
+    runtime(request).approved(done)
     return redirect("/console/ops/review?done=approved")
 
 

@@ -315,8 +315,7 @@ async def admin_review(request: Request, caller: Admin, account: str | None = Qu
 @router.post("/admin/review/{submission_id}/approve", summary="Approve a held submission: its messages are sent")
 async def admin_approve(request: Request, caller: Admin, submission_id: int):
     (d,) = await _write(request, review.approve, [submission_id], f"api:{caller.username}")
-    rt = runtime(request)
-    rt._accepted(d.submission_id, d.content, d.extno, d.product_id, d.scheduled, d.window)
+    runtime(request).approved([d])
     return _decision_view(d)
 
 

@@ -217,8 +217,7 @@ async def test_approved_messages_are_dispatched_and_reported(stack):  # noqa: F8
         hold(rt.engine, sid)
         assert stack.sim.stats["submits"] == 0
         done = await rt.writer.run(lambda conn, _: review.approve(conn, [sid], "api:test"))
-        for d in done:
-            rt._accepted(d.submission_id, d.content, d.extno, d.product_id, d.scheduled)
+        rt.approved(done)
         await until(lambda: len(stack.callbacks.reports()) == 2, what="two pushed reports")
         assert {x["status"] for x in stack.callbacks.reports()} == {"delivered"}
         sub = (await client.get(f"/v1/submissions/{sid}")).json()
@@ -243,8 +242,7 @@ async def test_a_text_held_by_accept_is_sent_on_approval_and_its_barred_number_s
         await asyncio.sleep(0.5)
         assert stack.sim.stats["submits"] == 0  # nothing leaves while held
         done = await rt.writer.run(lambda conn, _: review.approve(conn, [sid], "api:test"))
-        for d in done:
-            rt._accepted(d.submission_id, d.content, d.extno, d.product_id, d.scheduled)
+        rt.approved(done)
         await until(lambda: len(stack.callbacks.reports()) == 3, what="three pushed reports")
         statuses = sorted(x["carrier_status"] for x in stack.callbacks.reports())
         assert statuses == ["DELIVRD", "DELIVRD", "MBBLACK"]
