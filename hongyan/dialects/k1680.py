@@ -80,6 +80,8 @@ OUTCOMES: dict[Code, VendorCode] = {
     Code.RATE_LIMITED: VendorCode("5", "-5", "-5", "提交频率太快"),
     Code.TOO_MANY_CONCURRENT: VendorCode("5", "-5", "-5", "提交频率太快"),
     Code.SYSTEM_ERROR: VendorCode("4", "0", "-2", "出现异常，人工处理中"),
+    # The document names no "busy" code: a store or counter that cannot be reached is its exception.
+    Code.SYSTEM_BUSY: VendorCode("4", "0", "-2", "出现异常，人工处理中"),
 }
 DEFAULT = VendorCode("0", "0", "-2", "失败")
 
