@@ -63,7 +63,7 @@ async def admin_account(request: Request, authorization: Annotated[str | None, H
 Admin = Annotated[Account, Depends(admin_account)]
 
 
-async def _read(request: Request, fn, *args):
+async def run_read(request: Request, fn, *args):
     rt = runtime(request)
 
     def run():
@@ -75,7 +75,7 @@ async def _read(request: Request, fn, *args):
     return await asyncio.get_running_loop().run_in_executor(None, run)
 
 
-async def _write(request: Request, fn, *args):
+async def run_write(request: Request, fn, *args):
     """Run ``fn(conn, *args)`` as a writer job; an AdminError rolls back its savepoint and is the answer."""
     def job(conn: Connection, _):
         try:
@@ -93,6 +93,7 @@ async def _write(request: Request, fn, *args):
     # This process's caches see the change at once; other processes within their poll interval.
     rt.accept.rulebook.invalidate()
     rt.accept.blacklist.invalidate()
+    rt.router.invalidate()
     return value
 
 
@@ -177,21 +178,21 @@ def _phones(raw: str | list[str]) -> list[str]:
 
 @router.get("/rules", summary="The rules this account's messages meet (its own, else the platform's, else defaults)")
 async def my_rules(request: Request, caller: Caller):
-    rules = await _read(request, get_rules, caller.id)
+    rules = await run_read(request, get_rules, caller.id)
     return {"rules": rules.to_dict()}
 
 
 @router.get("/blacklist", summary="This account's blacklist: numbers it never sends to")
 async def my_blacklist(request: Request, caller: Caller, after: int = Query(0, ge=0),
                        limit: int = Query(1000, ge=1, le=10_000)):
-    return await _read(request, _entries, caller.id, after, limit)
+    return await run_read(request, _entries, caller.id, after, limit)
 
 
 @router.post("/blacklist", summary="Add numbers to this account's blacklist", openapi_extra=_documented(Phones))
 async def my_blacklist_add(request: Request, caller: Caller):
     body = await _body(request, PHONES)
     phones = _phones(body.phones)
-    added = await _write(request, bl.add, caller.id, phones, "manual", body.note)
+    added = await run_write(request, bl.add, caller.id, phones, "manual", body.note)
     return {"added": added, "phones": phones}
 
 
@@ -199,7 +200,7 @@ async def my_blacklist_add(request: Request, caller: Caller):
                openapi_extra=_documented(PhonesOut))
 async def my_blacklist_remove(request: Request, caller: Caller):
     phones = _phones((await _body(request, PHONES_OUT)).phones)
-    return {"removed": await _write(request, bl.remove, caller.id, phones)}
+    return {"removed": await run_write(request, bl.remove, caller.id, phones)}
 
 
 # -- admins: the platform -------------------------------------------------------------------
@@ -210,7 +211,7 @@ ListPath = Annotated[Literal["block", "review"], Path(description="`block` refus
 
 @router.get("/admin/rules/{target}", summary="An account's or the platform's rules, and where each value comes from")
 async def admin_rules(request: Request, caller: Admin, target: TargetPath):
-    return await _read(request, _rules_view, target)
+    return await run_read(request, _rules_view, target)
 
 
 @router.put("/admin/rules/{target}",
@@ -231,7 +232,7 @@ async def admin_rules_set(request: Request, caller: Admin, target: TargetPath):
         if drop:
             unset_rules(conn, aid, drop)
         return _rules_view(conn, target)
-    return await _write(request, change)
+    return await run_write(request, change)
 
 
 @router.get("/admin/words/{kind}", summary="The block or review word list")
@@ -243,7 +244,7 @@ async def admin_words(request: Request, caller: Admin, kind: ListPath, after: in
         total = conn.execute(select(func.count()).select_from(words).where(words.c.list == kind)).scalar()
         return {"list": kind, "items": [{"id": r.id, "word": r.word, "created_at": iso(r.created_at)}
                                         for r in rows], "total": total, "next": rows[-1].id if rows else after}
-    return await _read(request, load)
+    return await run_read(request, load)
 
 
 @router.post("/admin/words/{kind}", summary="Add words to the block or review list", openapi_extra=_documented(Words))
@@ -256,7 +257,7 @@ async def admin_words_add(request: Request, caller: Admin, kind: ListPath):
         raise ApiError(fail(Code.INVALID_PARAMETER, str(exc))) from None
     if not items:
         raise ApiError(fail(Code.MISSING_PARAMETER, "words: no word given"))
-    return {"list": kind, "added": await _write(request, add_words, kind, items)}
+    return {"list": kind, "added": await run_write(request, add_words, kind, items)}
 
 
 @router.delete("/admin/words/{kind}", summary="Remove words from the block or review list",
@@ -267,13 +268,13 @@ async def admin_words_remove(request: Request, caller: Admin, kind: ListPath):
     items = [w.strip() for w in body.words if w.strip()]
     if not items:
         raise ApiError(fail(Code.MISSING_PARAMETER, "words: no word given"))
-    return {"list": kind, "removed": await _write(request, remove_words, kind, items)}
+    return {"list": kind, "removed": await run_write(request, remove_words, kind, items)}
 
 
 @router.get("/admin/blacklist/{target}", summary="An account's or the platform-wide blacklist")
 async def admin_blacklist(request: Request, caller: Admin, target: TargetPath, after: int = Query(0, ge=0),
                           limit: int = Query(1000, ge=1, le=10_000)):
-    return await _read(request, lambda conn: _entries(conn, account_id_of(conn, target), after, limit))
+    return await run_read(request, lambda conn: _entries(conn, account_id_of(conn, target), after, limit))
 
 
 @router.post("/admin/blacklist/{target}", summary="Add numbers to an account's or the platform-wide blacklist",
@@ -281,7 +282,7 @@ async def admin_blacklist(request: Request, caller: Admin, target: TargetPath, a
 async def admin_blacklist_add(request: Request, caller: Admin, target: TargetPath):
     body = await _body(request, PHONES)
     phones = _phones(body.phones)
-    added = await _write(request, lambda conn: bl.add(conn, account_id_of(conn, target), phones, "manual",
+    added = await run_write(request, lambda conn: bl.add(conn, account_id_of(conn, target), phones, "manual",
                                                       body.note))
     return {"added": added, "phones": phones}
 
@@ -290,7 +291,7 @@ async def admin_blacklist_add(request: Request, caller: Admin, target: TargetPat
                openapi_extra=_documented(PhonesOut))
 async def admin_blacklist_remove(request: Request, caller: Admin, target: TargetPath):
     phones = _phones((await _body(request, PHONES_OUT)).phones)
-    return {"removed": await _write(request, lambda conn: bl.remove(conn, account_id_of(conn, target), phones))}
+    return {"removed": await run_write(request, lambda conn: bl.remove(conn, account_id_of(conn, target), phones))}
 
 
 def _held_view(item: dict) -> dict:
@@ -309,12 +310,12 @@ async def admin_review(request: Request, caller: Admin, account: str | None = Qu
         aid = account_id_of(conn, account) if account else None
         items = review.held(conn, aid, after=after, limit=limit)
         return {"items": [_held_view(i) for i in items], "next": items[-1]["submission_id"] if items else after}
-    return await _read(request, load)
+    return await run_read(request, load)
 
 
 @router.post("/admin/review/{submission_id}/approve", summary="Approve a held submission: its messages are sent")
 async def admin_approve(request: Request, caller: Admin, submission_id: int):
-    (d,) = await _write(request, review.approve, [submission_id], f"api:{caller.username}")
+    (d,) = await run_write(request, review.approve, [submission_id], f"api:{caller.username}")
     runtime(request).approved([d])
     return _decision_view(d)
 
@@ -325,7 +326,7 @@ async def admin_approve(request: Request, caller: Admin, submission_id: int):
 async def admin_reject(request: Request, caller: Admin, submission_id: int):
     body = await _body(request, REJECT, optional=True)
     rt = runtime(request)
-    (d,) = await _write(request, review.reject, [submission_id], f"api:{caller.username}", body.reason,
+    (d,) = await run_write(request, review.reject, [submission_id], f"api:{caller.username}", body.reason,
                         rt.receiver)
     rt._events()
     return _decision_view(d)

@@ -8,31 +8,17 @@ error shape of ``hongyan.dialects.rest``.
 """
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from hongyan.core import routing
-from hongyan.core.accounts import Account, AdminError
-from hongyan.domain.outcomes import Code, fail
+from hongyan.core.accounts import AdminError
 from hongyan.web import JSON
 
-from .rest import ApiError, account, runtime
+from .admin import Admin, run_read, run_write
 
 router = APIRouter(prefix="/v1/admin", default_response_class=JSON, tags=["admin: routes"])
-
-
-async def admin_caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Account:
-    caller = await account(request, authorization)
-    if caller.role != "admin":
-        raise ApiError(fail(Code.PERMISSION_DENIED, "admin accounts only"))
-    return caller
-
-
-Admin = Annotated[Account, Depends(admin_caller)]
 
 
 class RouteIn(BaseModel):
@@ -50,29 +36,6 @@ class RouteSwitch(BaseModel):
     enabled: bool
 
 
-async def _read(request: Request, fn, *args):
-    rt = runtime(request)
-
-    def run():
-        with rt.reader.connect() as conn:
-            return fn(conn, *args)
-    return await asyncio.get_running_loop().run_in_executor(None, run)
-
-
-async def _write(request: Request, fn, *args):
-    """``fn(conn, *args)`` as a writer job in a savepoint: a refusal leaves nothing behind and is the answer."""
-    def job(conn: Connection, _):
-        try:
-            with conn.begin_nested():
-                return True, fn(conn, *args)
-        except AdminError as exc:
-            return False, str(exc)
-    rt = runtime(request)
-    done, value = await rt.writer.run(job)
-    if not done:
-        raise ApiError(fail(Code.INVALID_PARAMETER, value))
-    rt.router.invalidate()
-    return value
 
 
 def _one(conn: Connection, route_id: int) -> dict:
@@ -84,7 +47,7 @@ def _one(conn: Connection, route_id: int) -> dict:
 
 @router.get("/routes", summary="Every route, in the order a message tries them")
 async def list_routes(request: Request, caller: Admin):
-    return {"items": await _read(request, routing.list_routes)}
+    return {"items": await run_read(request, routing.list_routes)}
 
 
 @router.post("/routes", summary="Add a route", status_code=201)
@@ -92,7 +55,7 @@ async def add_route(request: Request, caller: Admin, body: RouteIn):
     def do(conn: Connection):
         rid = routing.add_route(conn, **body.model_dump())
         return _one(conn, rid)
-    return await _write(request, do)
+    return await run_write(request, do)
 
 
 @router.patch("/routes/{route_id}", summary="Switch a route on or off")
@@ -100,10 +63,10 @@ async def switch_route(request: Request, caller: Admin, route_id: int, body: Rou
     def do(conn: Connection):
         routing.set_route_enabled(conn, route_id, body.enabled)
         return _one(conn, route_id)
-    return await _write(request, do)
+    return await run_write(request, do)
 
 
 @router.delete("/routes/{route_id}", summary="Delete a route")
 async def remove_route(request: Request, caller: Admin, route_id: int):
-    await _write(request, routing.remove_route, route_id)
+    await run_write(request, routing.remove_route, route_id)
     return {"code": "ok", "id": route_id}
