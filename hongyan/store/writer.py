@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 Job = Callable[[Connection, Any], Any]
 _STOP = object()
+IDLE_GAP_S = 0.0005
 
 
 def batched(fn: Callable[[Connection, list], list]) -> Callable:
@@ -64,6 +65,8 @@ class Writer:
         self.engine = engine
         self.max_batch = max_batch
         self.window = window_ms / 1000.0
+        # The longest pause between two jobs that still counts as one burst.
+        self.idle_gap = min(self.window, IDLE_GAP_S)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.commits = 0
@@ -106,8 +109,10 @@ class Writer:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 # Wait a moment for company only while requests are arriving
-                # together: a lone request is committed at once.
-                left = deadline - time.monotonic()
+                # together: a lone request is committed at once, and so is a
+                # burst once it has stopped (a session's window of submits
+                # comes all at once; nothing follows until they are answered).
+                left = min(deadline - time.monotonic(), self.idle_gap)
                 if len(batch) == 1 or left <= 0:
                     break
                 try:

@@ -53,3 +53,23 @@ async def test_failing_job_fails_alone_and_rollback_hooks_run():
         writer.stop()
     assert out[0] == 1 and out[2] == 3 and isinstance(out[1], ValueError)
     assert rolled
+
+
+async def test_a_burst_is_committed_once_it_stops_not_at_the_end_of_the_window():
+    # A session's window of submits arrives at once and nothing follows until it is
+    # answered: waiting out a long commit window for company that cannot come would
+    # cap the session at one window per commit window.
+    engine = create_engine("sqlite://")
+    writer = Writer(engine, window_ms=500)
+    jobs = Jobs()
+    writer.start()
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        results = await asyncio.gather(*(writer.submit(jobs.many, i) for i in range(16)))
+        took = loop.time() - started
+    finally:
+        writer.stop()
+    assert results == [i * 2 for i in range(16)]
+    assert took < 0.25, f"the burst waited {took:.3f} s, most of the 0.5 s window"
+    assert writer.commits <= 2
