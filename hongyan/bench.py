@@ -752,22 +752,58 @@ class FrontRun:
         return self.answered == self.messages and (not self.expect_reports or self.report_count() >= self.accepted)
 
 
-class CmppFrontClient(asyncio.Protocol):
+class _FrontClient(asyncio.Protocol):
+    """What a customer's session does whatever the protocol: log in, keep the run's window of
+    submits in flight, answer what the server delivers. Subclasses supply the PDUs:
+    ``connection_made`` (the login), ``_fill`` (submits), ``data_received`` and ``close``."""
+
+    def __init__(self, run: FrontRun, username: str) -> None:
+        self.run = run
+        self.username = username
+        self.transport: asyncio.Transport | None = None
+        self.in_flight: dict[int, float] = {}     # sequence -> when it was sent
+        self.bound = asyncio.get_running_loop().create_future()
+        self.content = None
+        self.submitting = False
+
+    def connection_lost(self, exc) -> None:
+        self.transport = None
+        if not self.bound.done():
+            self.bound.set_exception(ConnectionError("closed before the login was answered"))
+        if self.in_flight or self.run.taken < self.run.messages:
+            self.run.closed_early += 1
+            self.run.changed.set()
+
+    def _fill(self, out: list[bytes]) -> None:
+        raise NotImplementedError
+
+    def _flush(self, out: list[bytes]) -> None:
+        if self.submitting:
+            self._fill(out)
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+
+    def _refused(self, what: str) -> None:
+        self.run.logins_failed.append(what)
+        self.bound.set_exception(ConnectionError(f"login refused: {what}"))
+        self.transport.close()
+
+    def start(self) -> None:
+        """Begin submitting (once every connection of the run is bound)."""
+        self.submitting = True
+        self._flush([])
+
+
+class CmppFrontClient(_FrontClient):
     """A customer's SP on one CMPP connection: logs in, pipelines submits, acks DELIVERs."""
 
     def __init__(self, run: FrontRun, username: str, secret: str, version: int = 0x20) -> None:
         from hongyan.protocols.cmpp.connection import Connection
 
-        self.run = run
-        self.username = username
+        super().__init__(run, username)
         self.secret = secret
         self.version = version
         self.conn = Connection("client", version=version)
-        self.transport: asyncio.Transport | None = None
-        self.in_flight: dict[int, float] = {}
-        self.bound = asyncio.get_running_loop().create_future()
-        self.content = None
-        self.submitting = False
 
     def connection_made(self, transport) -> None:
         from hongyan.protocols.cmpp import auth
@@ -778,14 +814,6 @@ class CmppFrontClient(asyncio.Protocol):
         transport.write(self.conn.send(Connect(self.conn.next_sequence(), self.username,
                                                auth.authenticator_source(self.username, self.secret, ts),
                                                self.version, ts)))
-
-    def connection_lost(self, exc) -> None:
-        self.transport = None
-        if not self.bound.done():
-            self.bound.set_exception(ConnectionError("closed before the login was answered"))
-        if self.in_flight or self.run.taken < self.run.messages:
-            self.run.closed_early += 1
-            self.run.changed.set()
 
     def _fill(self, out: list[bytes]) -> None:
         from hongyan.domain.segments import encode_chunk, plan
@@ -825,27 +853,13 @@ class CmppFrontClient(asyncio.Protocol):
                 run.report(ev.report.stat if ev.report is not None else "MO")
             elif t is ConnectResp:
                 if ev.status != 0:
-                    run.logins_failed.append(f"CONNECT_RESP status {ev.status}")
-                    self.bound.set_exception(ConnectionError(f"login refused with status {ev.status}"))
-                    self.transport.close()
-                    return
+                    return self._refused(f"CONNECT_RESP status {ev.status}")
                 self.bound.set_result(True)
             elif t is ActiveTest:
                 out.append(self.conn.send(ActiveTestResp(ev.sequence_id)))
             elif t is Terminate:
                 out.append(self.conn.send(TerminateResp(ev.sequence_id)))
-        if self.submitting:
-            self._fill(out)
-        if out and self.transport is not None:
-            self.transport.write(b"".join(out))
-
-    def start(self) -> None:
-        """Begin submitting (once every connection of the run is bound)."""
-        self.submitting = True
-        out: list[bytes] = []
-        self._fill(out)
-        if out and self.transport is not None:
-            self.transport.write(b"".join(out))
+        self._flush(out)
 
     def close(self) -> None:
         from hongyan.protocols.cmpp.events import Terminate
@@ -855,22 +869,16 @@ class CmppFrontClient(asyncio.Protocol):
             self.transport.close()
 
 
-class SmppFrontClient(asyncio.Protocol):
+class SmppFrontClient(_FrontClient):
     """A customer's ESME on one SMPP connection: binds as a transceiver, pipelines
     submit_sm, acknowledges every deliver_sm."""
 
     def __init__(self, run: FrontRun, username: str, secret: str) -> None:
         from hongyan.protocols.smpp.connection import Connection
 
-        self.run = run
-        self.username = username
+        super().__init__(run, username)
         self.password = secret[:8]      # the SMPP server's rule: the first 8 characters
         self.conn = Connection("esme")
-        self.transport: asyncio.Transport | None = None
-        self.in_flight: dict[int, float] = {}
-        self.bound = asyncio.get_running_loop().create_future()
-        self.content = None
-        self.submitting = False
 
     def connection_made(self, transport) -> None:
         from hongyan.protocols.smpp.events import BindTransceiver
@@ -878,14 +886,6 @@ class SmppFrontClient(asyncio.Protocol):
         self.transport = transport
         transport.write(self.conn.send(BindTransceiver(self.conn.next_sequence(), self.username,
                                                        self.password)))
-
-    def connection_lost(self, exc) -> None:
-        self.transport = None
-        if not self.bound.done():
-            self.bound.set_exception(ConnectionError("closed before the bind was answered"))
-        if self.in_flight or self.run.taken < self.run.messages:
-            self.run.closed_early += 1
-            self.run.changed.set()
 
     def _fill(self, out: list[bytes]) -> None:
         from hongyan.domain.segments import encode_chunk, plan
@@ -934,27 +934,13 @@ class SmppFrontClient(asyncio.Protocol):
                 run.report("MO" if state is None else STATE_TEXT.get(state, str(state)))
             elif t is BindTransceiverResp:
                 if ev.command_status != 0:
-                    run.logins_failed.append(f"bind_transceiver_resp status 0x{ev.command_status:X}")
-                    self.bound.set_exception(ConnectionError(f"bind refused with 0x{ev.command_status:X}"))
-                    self.transport.close()
-                    return
+                    return self._refused(f"bind_transceiver_resp status 0x{ev.command_status:X}")
                 self.bound.set_result(True)
             elif t is EnquireLink:
                 out.append(self.conn.send(EnquireLinkResp(ev.sequence_number)))
             elif t is Unbind:
                 out.append(self.conn.send(UnbindResp(ev.sequence_number)))
-        if self.submitting:
-            self._fill(out)
-        if out and self.transport is not None:
-            self.transport.write(b"".join(out))
-
-    def start(self) -> None:
-        """Begin submitting (once every connection of the run is bound)."""
-        self.submitting = True
-        out: list[bytes] = []
-        self._fill(out)
-        if out and self.transport is not None:
-            self.transport.write(b"".join(out))
+        self._flush(out)
 
     def close(self) -> None:
         from hongyan.protocols.smpp.errors import SmppError
