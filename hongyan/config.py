@@ -49,7 +49,8 @@ class Settings:
     report_timeout_hours: float = 72.0
     # Session front doors for customers (role api). Port 0 picks a free port
     # (shown in /healthz); a negative port, or none, turns that server off.
-    server_host: str = "0.0.0.0"
+    # Loopback by default, like http_host: opening them to customers is a choice.
+    server_host: str = "127.0.0.1"
     cmpp_server_port: int | None = 7890
     smpp_server_port: int | None = 2775
     server_max_sessions: int = 4         # logged-in sessions per account, per server

@@ -543,7 +543,7 @@ async def test_the_bench_front_pipelines_a_window_per_session_and_acks_every_rep
 def test_the_port_setting_turns_the_server_on_off_or_onto_a_free_port(monkeypatch, tmp_path):
     from hongyan.config import Settings, load
 
-    assert Settings().cmpp_server_port == 7890 and Settings().server_host == "0.0.0.0"
+    assert Settings().cmpp_server_port == 7890 and Settings().server_host == "127.0.0.1"
     for env, port in (("off", None), ("", None), ("none", None), ("0", 0), ("-1", None), ("7999", 7999)):
         monkeypatch.setenv("HONGYAN_CMPP_SERVER_PORT", env)
         s = load(str(tmp_path / "absent.toml"))
