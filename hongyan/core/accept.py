@@ -29,7 +29,7 @@ from sqlalchemy import Connection, func, select, tuple_
 from hongyan.domain import numbers, segments, signatures, windows
 from hongyan.domain.clock import now_ms, to_ms
 from hongyan.domain.outcomes import Code, Outcome, fail, ok
-from hongyan.store.bulk import insert_rows, update_rows
+from hongyan.store.bulk import insert_rows, select_rows, update_rows
 from hongyan.store.ids import IdBlocks
 from hongyan.store.tables import account_usage, balances, ledger, messages, reviews, submissions
 from hongyan.store.writer import Writer, batched
@@ -624,9 +624,12 @@ def _month_usage(conn: Connection, preps: list[_Prepared]) -> tuple[str, dict[in
     ids = {p.account_id for p in preps if p.rules.monthly_quota}
     if not ids:
         return period, {}
-    used = dict(conn.execute(
-        select(account_usage.c.account_id, account_usage.c.used)
-        .where(account_usage.c.account_id.in_(ids), account_usage.c.period == period).with_for_update()).all())
+    # Once per commit on the hot path: straight to the driver (a Core select costs
+    # ~100 µs here, several times the rest of the quota check).
+    order = sorted(ids)
+    used = dict(select_rows(
+        conn, f"SELECT account_id, used FROM account_usage WHERE period = ? AND account_id IN "
+              f"({', '.join('?' * len(order))})", [period, *order], lock=True))
     missing = ids - set(used)
     if missing:
         start = to_ms(now.replace(day=1, hour=0, minute=0, second=0, microsecond=0))

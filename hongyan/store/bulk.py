@@ -29,6 +29,17 @@ def _update_sql(table: str, set_columns: tuple[str, ...], where: str, mark: str)
     return f"UPDATE {table} SET {sets} WHERE {where.replace('?', mark)}"
 
 
+def select_rows(conn: Connection, sql: str, params: Sequence, *, lock: bool = False) -> list[tuple]:
+    """A SELECT written with ``?`` marks, straight to the driver (``lock``: FOR UPDATE where
+    the engine has row locks; SQLite's writer holds the whole database anyway)."""
+    mark = _mark(conn)
+    if mark != "?":
+        sql = sql.replace("?", mark)
+    if lock and conn.dialect.name == "postgresql":
+        sql += " FOR UPDATE"
+    return conn.exec_driver_sql(sql, tuple(params)).fetchall()
+
+
 def insert_rows(conn: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[tuple]) -> None:
     """INSERT many rows given as tuples in ``columns`` order."""
     if rows:
