@@ -21,7 +21,6 @@ import logging
 from collections import deque
 
 from hongyan.channels.sim_base import SimSession, Simulator
-from hongyan.domain.segments import concat_udh, encode_chunk, plan
 from hongyan.protocols.sgip import (
     Bind, BindResp, Connection, Deliver, DeliverResp, LoginType, Report, ReportResp, ReportState,
     ReportType, Result, SequenceGenerator, SequenceNumber, SgipError, Submit, SubmitResp, Unbind,
@@ -37,35 +36,13 @@ SMG_NODE_ID = 2000001001        # node id the simulated SMG stamps on its own re
 class _Session(SimSession):
     """A submit link the SP opened (Bind, Login Type 1)."""
 
+    ERROR = SgipError
+
     def __init__(self, sim: SgipSimulator) -> None:
         super().__init__(sim)
         self.conn = Connection("smg", node_id=SMG_NODE_ID)
 
-    def data_received(self, data: bytes) -> None:
-        out: list[bytes] = []
-        try:
-            self.conn.receive_data(data)
-            while self.open:
-                try:
-                    events = self.conn.events()
-                except SgipError as e:
-                    if e.fatal:
-                        raise
-                    self.sim.stats["bad_pdus"] += 1
-                    continue
-                if not events:
-                    break
-                for ev in events:
-                    if not self.open:
-                        return  # cut by drop_after or closed: nothing more is answered
-                    self._handle(ev, out)
-        except SgipError:
-            self.close(abort=True)
-            return
-        if out:
-            self.write(b"".join(out))
-
-    def _handle(self, ev, out: list[bytes]) -> None:
+    def handle(self, ev, out: list[bytes]) -> None:
         sim = self.sim
         if isinstance(ev, Bind):
             if ev.login_type != LoginType.SP_TO_SMG or not sim.password_ok(ev.login_name, ev.login_password):
@@ -74,14 +51,12 @@ class _Session(SimSession):
                 self.close()
                 return
             out.append(self.conn.send(BindResp(ev.sequence_number, Result.OK)))
-            self.bind()
+            self.bind(ev.login_name)
         elif isinstance(ev, Submit):
             sim.submitted.append(ev)
             fault = sim.fault()
             if fault == "drop":
-                self.write(b"".join(out))
-                out.clear()
-                self.close(abort=True)
+                self.cut(out)
                 return
             if fault == "busy":
                 out.append(self.conn.send(SubmitResp(ev.sequence_number, Result.NODE_BUSY)))
@@ -161,6 +136,7 @@ class _Back(asyncio.Protocol):
 class SgipSimulator(Simulator):
     """An SGIP 1.2 SMG. ``accounts`` maps the SP's login name to its password (None: any)."""
 
+    NAME = "SGIP"
     STATS = (*Simulator.STATS, "back_connects", "back_refused", "redelivered")
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8801,
@@ -180,8 +156,6 @@ class SgipSimulator(Simulator):
         self._connecting: asyncio.Task | None = None
         self._retry_delay = 0.2
         self._back_failures = 0     # connections back that ended without a bind, in a row
-        self._mo_ref = 0
-        self._timers: set[asyncio.TimerHandle] = set()
         self._running = False
 
     def new_session(self) -> _Session:
@@ -197,9 +171,6 @@ class SgipSimulator(Simulator):
 
     async def stop(self) -> None:
         self._running = False
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
         if self._connecting is not None:
             self._connecting.cancel()
             await asyncio.gather(self._connecting, return_exceptions=True)
@@ -219,23 +190,12 @@ class SgipSimulator(Simulator):
         # ReportFlag 0: only failures are reported; 2: none; 1 and 3: always.
         if ev.report_flag == 2:
             return
-        loop = asyncio.get_running_loop()
         for number in ev.user_numbers:
-            failed = self._rng.random() < self.fail_rate
-            if ev.report_flag == 0 and not failed:
+            code = self._failure(FAIL_CODES)
+            if ev.report_flag == 0 and code is None:
                 continue
-            code = self._rng.choice(FAIL_CODES) if failed else 0
-            state = ReportState.FAILED if failed else ReportState.DELIVERED
-            self._later(loop, self.report_delay, self._report, ev.sequence_number, number, state, code)
-
-    def _later(self, loop: asyncio.AbstractEventLoop, delay: float, fn, *args) -> None:
-        handle: asyncio.TimerHandle | None = None
-
-        def run() -> None:
-            self._timers.discard(handle)
-            fn(*args)
-        handle = loop.call_later(delay, run)
-        self._timers.add(handle)
+            state = ReportState.DELIVERED if code is None else ReportState.FAILED
+            self._later(self.report_delay, self._report, ev.sequence_number, number, state, code or 0)
 
     def _report(self, submit_seq: SequenceNumber, number: str, state: int, code: int) -> None:
         self._post(Report(next(self._sequences), submit_seq, ReportType.SUBMIT, number, state, code))
@@ -243,19 +203,13 @@ class SgipSimulator(Simulator):
 
     def inject_mo(self, phone: str, dest: str, text: str) -> int:
         """Queue an MO from ``phone`` to ``dest``; returns the parts queued."""
-        p = plan(text)
-        coding = 8 if p.encoding == "ucs2" else 0
-        total = len(p.chunks)
-        self._mo_ref = (self._mo_ref + 1) & 0xFF
+        parts = self._mo_parts(text)
         user = phone if phone.startswith("86") and len(phone) == 13 else "86" + phone
-        for i, chunk in enumerate(p.chunks, 1):
-            body = encode_chunk(chunk, p.encoding)
-            if total > 1:
-                body = concat_udh(self._mo_ref, total, i) + body
-            self._post(Deliver(next(self._sequences), user, dest, body, tp_udhi=1 if total > 1 else 0,
-                               message_coding=coding))
+        for part in parts:
+            self._post(Deliver(next(self._sequences), user, dest, part.with_udh(),
+                               tp_udhi=1 if part.total > 1 else 0, message_coding=part.coding))
         self.stats["mo_sent"] += 1
-        return total
+        return len(parts)
 
     # -- the connection back to the SP ---------------------------------------
     def _post(self, ev) -> None:

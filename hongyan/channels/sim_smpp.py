@@ -8,12 +8,10 @@ ESME_RTHROTTLED; ``drop_after`` cuts a link mid-window.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
 from hongyan.channels.sim_base import SimSession, Simulator
-from hongyan.domain.segments import concat_udh, encode_chunk, plan
 from hongyan.protocols.smpp.connection import Connection
 from hongyan.protocols.smpp.constants import ESM_UDHI, CommandStatus, EsmClass
 from hongyan.protocols.smpp.errors import SmppError
@@ -33,35 +31,13 @@ _BIND_RESP = {BindTransceiver: BindTransceiverResp, BindTransmitter: BindTransmi
 
 
 class _Session(SimSession):
+    ERROR = SmppError
+
     def __init__(self, sim: SmppSimulator) -> None:
         super().__init__(sim)
         self.conn = Connection("smsc")
 
-    def data_received(self, data: bytes) -> None:
-        out: list[bytes] = []
-        try:
-            self.conn.receive_data(data)
-            while self.open:
-                try:
-                    events = self.conn.events()
-                except SmppError as e:
-                    if e.fatal:
-                        raise
-                    self.sim.stats["bad_pdus"] += 1
-                    continue
-                if not events:
-                    break
-                for ev in events:
-                    if not self.open:
-                        return
-                    self._handle(ev, out)
-        except SmppError:
-            self.close(abort=True)
-            return
-        if out:
-            self.write(b"".join(out))
-
-    def _handle(self, ev, out: list[bytes]) -> None:
+    def handle(self, ev, out: list[bytes]) -> None:
         sim = self.sim
         if type(ev) in _BIND_RESP:
             ok = sim.password_ok(ev.system_id, ev.password)
@@ -73,14 +49,12 @@ class _Session(SimSession):
                 self.close()
                 return
             out.append(self.conn.send(resp))
-            self.bind()
+            self.bind(ev.system_id)
         elif isinstance(ev, SubmitSm):
             sim.submitted.append(ev)
             fault = sim.fault()
             if fault == "drop":
-                self.write(b"".join(out))
-                out.clear()
-                self.close(abort=True)
+                self.cut(out)
                 return
             if fault == "busy":
                 out.append(self.conn.send(SubmitSmResp(ev.sequence_number,
@@ -90,10 +64,8 @@ class _Session(SimSession):
             mid = f"{sim._next_id:X}"
             out.append(self.conn.send(SubmitSmResp(ev.sequence_number, message_id=mid)))
             if ev.registered_delivery:
-                stat = "DELIVRD"
-                if sim._rng.random() < sim.fail_rate:
-                    stat = sim._rng.choice(FAIL_STATUSES)
-                asyncio.get_running_loop().call_later(sim.report_delay, sim._report, self, ev, mid, stat)
+                stat = sim._failure(FAIL_STATUSES) or "DELIVRD"
+                sim._later(sim.report_delay, sim._report, self, ev, mid, stat)
         elif isinstance(ev, DeliverSmResp):
             sim.stats["acked"] += 1
         elif isinstance(ev, EnquireLink):
@@ -107,6 +79,8 @@ class _Session(SimSession):
 class SmppSimulator(Simulator):
     """An SMPP 3.4 SMSC. ``accounts`` maps system_id to password (None: any)."""
 
+    NAME = "SMPP"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 2775,
                  accounts: dict[str, str | None] | None = None, report_delay: float = 0.5,
                  fail_rate: float = 0.0, seed: int | None = None, **_ignored) -> None:
@@ -114,7 +88,6 @@ class SmppSimulator(Simulator):
         self.submitted: list[SubmitSm] = []
         self.mo_style = "udh"     # or "sar": how inject_mo marks long MO parts
         self._next_id = 0x1000
-        self._mo_ref = 0
 
     def new_session(self) -> _Session:
         return _Session(self)
@@ -137,22 +110,17 @@ class SmppSimulator(Simulator):
         s = self._live()
         if s is None:
             return 0
-        p = plan(text)
-        coding = 8 if p.encoding == "ucs2" else 0
-        total = len(p.chunks)
-        ref = self._mo_ref = (self._mo_ref + 1) & 0xFF
         out = []
-        for i, chunk in enumerate(p.chunks, 1):
-            body = encode_chunk(chunk, p.encoding)
-            esm, tlvs = 0, ()
-            if total > 1 and self.mo_style == "sar":
-                tlvs = (Tlv(Tag.SAR_MSG_REF_NUM, ref), Tlv(Tag.SAR_TOTAL_SEGMENTS, total),
-                        Tlv(Tag.SAR_SEGMENT_SEQNUM, i))
-            elif total > 1:
-                esm, body = ESM_UDHI, concat_udh(ref, total, i) + body
+        for part in self._mo_parts(text):
+            body, esm, tlvs = part.body, 0, ()
+            if part.total > 1 and self.mo_style == "sar":
+                tlvs = (Tlv(Tag.SAR_MSG_REF_NUM, part.ref), Tlv(Tag.SAR_TOTAL_SEGMENTS, part.total),
+                        Tlv(Tag.SAR_SEGMENT_SEQNUM, part.number))
+            elif part.total > 1:
+                esm, body = ESM_UDHI, part.with_udh()
             out.append(s.conn.send(DeliverSm(s.conn.next_sequence(), source_addr=phone,
-                                             destination_addr=dest, esm_class=esm, data_coding=coding,
-                                             short_message=body, tlvs=tlvs)))
+                                             destination_addr=dest, esm_class=esm,
+                                             data_coding=part.coding, short_message=body, tlvs=tlvs)))
         s.write(b"".join(out))
         self.stats["mo_sent"] += 1
-        return total
+        return len(out)
