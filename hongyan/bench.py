@@ -316,6 +316,20 @@ class LocalStack:
         self.procs.append((name, proc, log_path))
         return proc
 
+    def cpu_seconds(self, name: str = "server") -> float | None:
+        """CPU time (user + system, all threads) a process of the stack has used so far.
+
+        On a shared machine throughput moves with the neighbours' load; the CPU a
+        message costs the server does not, so comparing two runs is fairer on it."""
+        for n, proc, _ in self.procs:
+            if n == name and proc.poll() is None:
+                try:
+                    fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    return None
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return None
+
     def log_tail(self, name: str, lines: int = 30) -> str:
         for n, _, path in self.procs:
             if n == name and path.exists():
@@ -549,6 +563,7 @@ def summarize(door: HttpDoor, res: LoadResult, sink: Sink, w: Watch, reports_com
 
 def render(r: dict, echo) -> None:
     lat = r["latency_ms"]
+    cpu = r.get("server_cpu")
     echo(f"requests    {r['answered']} of {r['requests']} answered, {r['accepted_requests']} accepted "
          f"in {r['load_seconds']:.2f} s over {r['connections']} connection(s)")
     echo(f"accepted    {r['accepted_requests_per_s']:.0f} requests/s, "
@@ -568,6 +583,9 @@ def render(r: dict, echo) -> None:
     e2e = r["end_to_end"]
     echo(f"end to end  {e2e['messages_per_s']:.0f} messages/s ({rep['received']} in {e2e['seconds']:.2f} s, "
          f"first request sent to last report received)")
+    if cpu is not None:
+        echo(f"server cpu  {cpu['seconds']:.2f} s: {cpu['us_per_message']:.0f} µs a message (all its threads, "
+             f"first request to last report)")
 
 
 @dataclass
@@ -625,15 +643,21 @@ async def run_bench(o: BenchOptions, echo=click.echo) -> dict:
              f"reports to {sink.url}")
         w = Watch(target.simulator)
         await w.sample()
+        cpu_before = stack.cpu_seconds() if stack is not None else None
         load = door.start(o.concurrency)
         watcher = asyncio.create_task(watch(door, load, sink, w, stop, echo))
         res = await load.run()
         timeout = o.timeout if o.timeout is not None else 60 + door.accepted_messages / 200
         complete = await sink.wait_for(door.accepted_messages, timeout)
+        cpu_after = stack.cpu_seconds() if stack is not None else None
         stop.set()
         await watcher
         await w.sample()
         result = {"machine": m, **summarize(door, res, sink, w, complete)}
+        if cpu_before is not None and cpu_after is not None and door.accepted_messages:
+            result["server_cpu"] = {"seconds": round(cpu_after - cpu_before, 2),
+                                    "us_per_message": round((cpu_after - cpu_before) / door.accepted_messages
+                                                            * 1e6, 1)}
         render(result, echo)
         if stack is not None and not complete:
             echo(f"server log tail:\n{stack.log_tail('server', 15)}")
