@@ -262,7 +262,7 @@ class AcceptService:
             signed = content
         if rules.templates_only:
             approved = self.rulebook.templates(rules)
-            if approved.match(signed) is None and (signed == content or approved.match(content) is None):
+            if not approved.fits(signed) and (signed == content or not approved.fits(content)):
                 return fail(Code.NOT_WHITELISTED, "the text matches none of the account's templates")
         hit = self.rulebook.words().match(signed)
         if hit is not None:

@@ -25,7 +25,7 @@ import hashlib
 import itertools
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 DAY_KEY_TTL_S = 2 * 24 * 3600
@@ -39,9 +39,22 @@ class LimitsUnavailable(RuntimeError):
     """The counters cannot be read or written now (Redis down or too slow)."""
 
 
+_DAY: list = [0.0, -1.0, ""]   # [start, end) in epoch seconds, and that day's name
+
+
 def day_of(now_s: float) -> str:
-    """The server's local calendar day, the unit of the per-number daily limit."""
-    return datetime.fromtimestamp(now_s).strftime("%Y%m%d")
+    """The server's local calendar day, the unit of the per-number daily limit.
+
+    Asked once per request: the day's bounds are kept, so only the first request
+    of a day pays for the calendar arithmetic."""
+    start, end, name = _DAY
+    if start <= now_s < end:
+        return name
+    at = datetime.fromtimestamp(now_s)
+    midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    following = (midnight + timedelta(days=1)).timestamp()
+    _DAY[:] = [midnight.timestamp(), following, at.strftime("%Y%m%d")]
+    return _DAY[2]
 
 
 def content_key(content: str) -> str:

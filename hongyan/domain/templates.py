@@ -140,6 +140,10 @@ class _Compiled:
         return TemplateMatch(self.template, {name: m.group(f"v{i}") for i, name in enumerate(self.names)})
 
 
+def _rank(entry: _Compiled) -> tuple[int, int]:
+    return entry.rank
+
+
 def _index(entries: Iterable[_Compiled], key: Callable[[Template], str],
            ) -> tuple[dict[str, list[_Compiled]], tuple[int, ...]]:
     """Entries grouped by ``key``, and the distinct key lengths, longest first."""
@@ -176,13 +180,17 @@ class TemplateSet:
 
     def _candidates(self, content: str) -> list[_Compiled]:
         found = list(self._anywhere)
+        size = len(content)
+        by_prefix, by_suffix = self._by_prefix, self._by_suffix
         for n in self._prefix_lengths:
-            if n <= len(content):
-                found += self._by_prefix.get(content[:n], ())
+            if n <= size and (hit := by_prefix.get(content[:n])):
+                found += hit
         for n in self._suffix_lengths:
-            if n <= len(content):
-                found += self._by_suffix.get(content[-n:], ())
-        return sorted(found, key=lambda c: c.rank)
+            if n <= size and (hit := by_suffix.get(content[-n:])):
+                found += hit
+        if len(found) > 1:
+            found.sort(key=_rank)
+        return found
 
     def match(self, content: str) -> TemplateMatch | None:
         """The preferred template ``content`` fits, with the variables' values; None if none fits."""
@@ -191,3 +199,8 @@ class TemplateSet:
             if (found := candidate.match(content)) is not None:
                 return found
         return None
+
+    def fits(self, content: str) -> bool:
+        """Whether ``content`` fits any of the templates (accept asks only that, per request)."""
+        content = normalise(content)
+        return any(c.regex.fullmatch(content) is not None for c in self._candidates(content))

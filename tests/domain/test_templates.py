@@ -240,3 +240,15 @@ def test_the_index_finds_what_trying_every_template_finds(data, texts):
     matching = [(i, t, m) for i, (t, m) in enumerate(one_by_one) if m is not None]
     expected = min(matching, key=lambda x: (-x[1].literal_length, x[0]))[2] if matching else None
     assert TemplateSet(templates).match(content) == expected
+
+
+_SET = TemplateSet([Template(1, "【店】验证码{code}，{m}分钟有效"), Template(2, "{name}您好，订单{no}已发货"),
+                    Template(3, "【店】欢迎光临")])
+
+
+@given(st.sampled_from(["【店】验证码", "【店】欢迎光临", "您好，订单", "已发货", "，", "分钟有效", ""]),
+       st.text(alphabet="0123456789abc您好【】\n ", max_size=12),
+       st.sampled_from(["，5分钟有效", "已发货", "", "订单12已发货"]))
+def test_fits_says_what_match_says(head, middle, tail):
+    content = head + middle + tail
+    assert _SET.fits(content) == (_SET.match(content) is not None)
