@@ -135,6 +135,16 @@ class SimSession(asyncio.Protocol):
             self.transport.abort() if abort else self.transport.close()
         self.open = False
 
+    def take_submit(self, out: list[bytes]) -> str | None:
+        """Count a submit against the fault switches (``Simulator.fault``); on "drop" the
+        link is cut here, with ``out`` written first."""
+        sim = self.sim
+        fault = sim.fault()
+        if fault == "drop":
+            log.info("%s simulator: dropping %s at submit %d", sim.NAME, self.account or "?", sim._count)
+            self.cut(out)
+        return fault
+
     def cut(self, out: list[bytes]) -> None:
         """Drop the link as a failing gateway does: what is answered so far leaves, then nothing."""
         if out:

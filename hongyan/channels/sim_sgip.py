@@ -54,9 +54,8 @@ class _Session(SimSession):
             self.bind(ev.login_name)
         elif isinstance(ev, Submit):
             sim.submitted.append(ev)
-            fault = sim.fault()
+            fault = self.take_submit(out)
             if fault == "drop":
-                self.cut(out)
                 return
             if fault == "busy":
                 out.append(self.conn.send(SubmitResp(ev.sequence_number, Result.NODE_BUSY)))

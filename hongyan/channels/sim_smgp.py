@@ -20,7 +20,6 @@ k-th submit with Status 1 (system busy), the gateway's "slow down".
 """
 from __future__ import annotations
 
-import logging
 import time
 
 from hongyan.channels.sim_base import ReportStamps, SimSession, Simulator
@@ -35,8 +34,6 @@ from hongyan.protocols.smgp.events import (
 )
 from hongyan.protocols.smgp.tlv import Tag, Tlv
 from hongyan.protocols.smgp.wire import MsgIdGenerator, authenticator_server, verify_login
-
-log = logging.getLogger(__name__)
 
 FAIL_STATUSES = ("UNDELIV", "EXPIRED", "REJECTD", "MI:0013", "MK:0005")
 _RECEIVING = (LoginMode.RECEIVE, LoginMode.TRANSMIT)
@@ -105,10 +102,8 @@ class _Session(SimSession):
     def _on_submit(self, ev: Submit, out: list[bytes]) -> None:
         sim = self.sim
         sim.submitted.append(ev)
-        fault = sim.fault()
+        fault = self.take_submit(out)
         if fault == "drop":
-            log.info("SMGP simulator: dropping %s at submit %d", self.client_id, sim._count)
-            self.cut(out)
             return
         self.count_unanswered()
         status = Status.SYSTEM_BUSY if fault == "busy" else 0

@@ -8,7 +8,6 @@ ESME_RTHROTTLED; ``drop_after`` cuts a link mid-window.
 """
 from __future__ import annotations
 
-import logging
 import time
 
 from hongyan.channels.sim_base import SimSession, Simulator
@@ -22,8 +21,6 @@ from hongyan.protocols.smpp.events import (
 )
 from hongyan.protocols.smpp.tlv import Tag, Tlv
 from hongyan.protocols.smpp.wire import format_receipt
-
-log = logging.getLogger(__name__)
 
 FAIL_STATUSES = ("UNDELIV", "EXPIRED", "REJECTD")
 _BIND_RESP = {BindTransceiver: BindTransceiverResp, BindTransmitter: BindTransmitterResp,
@@ -52,9 +49,8 @@ class _Session(SimSession):
             self.bind(ev.system_id)
         elif isinstance(ev, SubmitSm):
             sim.submitted.append(ev)
-            fault = sim.fault()
+            fault = self.take_submit(out)
             if fault == "drop":
-                self.cut(out)
                 return
             if fault == "busy":
                 out.append(self.conn.send(SubmitSmResp(ev.sequence_number,

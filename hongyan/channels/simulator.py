@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections import Counter
 from collections.abc import Callable
 
@@ -32,8 +31,6 @@ from hongyan.protocols.cmpp.events import (
     SubmitResp, Terminate, TerminateResp,
 )
 from hongyan.protocols.cmpp.msgid import MsgIdGenerator
-
-log = logging.getLogger(__name__)
 
 CMPP2 = 0x20
 CMPP3 = 0x30
@@ -103,10 +100,8 @@ class _Session(SimSession):
 
     def _on_submit(self, ev: Submit, out: list[bytes]) -> None:
         sim = self.sim
-        fault = sim.fault()
+        fault = self.take_submit(out)
         if fault == "drop":
-            log.info("simulator: dropping %s after submit %d", self.sp_id, sim._count)
-            self.cut(out)
             return
         self.count_unanswered()
         if ev.src_id:
