@@ -87,8 +87,12 @@ class Outbox:
                 continue
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), self.poll)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that
+                # lands as the event is set (a server stopping right after its sessions
+                # gave events back), and the loop would then never end.
+                async with asyncio.timeout(self.poll):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass
 
     async def _round(self) -> int:
