@@ -16,6 +16,7 @@ import asyncio
 import logging
 import re
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from hongyan.core import secrets
@@ -57,6 +58,7 @@ DELIVER_TIMEOUT = 30.0           # an unanswered deliver_sm goes back to the out
 REFUSED_RETRY = 5.0              # a deliver_sm refused with a temporary error is offered again
 LONG_SMS_TIMEOUT = 120.0         # the parts of a long message wait this long for the rest
 UNBIND_WAIT = 1.0                # on stop, how long bound customers get to answer our unbind
+STOP_WAIT = 5.0                  # on stop, how long the submits being accepted get to finish
 
 # Outcome -> command_status of the submit response. SMPP 3.4 has no code for
 # "no money", so it gets one from the SMSC vendor range (0x400-0x4FF, 5.1.3).
@@ -317,6 +319,14 @@ def _address(text: object) -> str:
     return value[:20]
 
 
+@dataclass(slots=True)
+class _LongHead:
+    """A long message whose parts are coming: its parts' first id and its first part's request."""
+    first_id: int
+    req: SendRequest
+    receipts: int               # registered_delivery
+
+
 class _Refused(Exception):
     def __init__(self, status: int, why: str) -> None:
         super().__init__(why)
@@ -476,14 +486,14 @@ class _Session(Session):
             if refusal is not None:
                 out.append(self.conn.send(resp_cls(ev.sequence_number, status_for(refusal))))
                 return
-            first = server.part_ids(key, total)
+            first = server.part_ids(key, total, req, receipts)
             whole = server.long_parts.add(key, total, seq, text, time.monotonic())
             if whole is None:
                 # Earlier parts are answered at once (a customer may wait for each answer
                 # before the next part); the message is accepted with the part that completes it.
                 out.append(self.conn.send(resp_cls(ev.sequence_number, 0, str(first + seq - 1))))
                 return
-            server.long_ids.pop(key, None)
+            server.long_heads.pop(key, None)
             req.content = whole
             req.client_ref = receipt_ref(receipts, (first, total, seq))
         self.submits += 1
@@ -692,7 +702,6 @@ class _Session(Session):
     # -- timers -----------------------------------------------------------
     def tick(self, now: float) -> None:
         server = self.server
-        server.expire_long_parts(now)
         if self.account is None:
             if now - self.started >= server.bind_timeout:
                 log.info("%r: not bound after %.0f s; closing", self, server.bind_timeout)
@@ -751,36 +760,77 @@ class SmppServer(SessionServer):
         # Parts of long messages, per account (a customer may spread them over its
         # sessions, or reconnect between them).
         self.long_parts = Reassembler(long_sms_timeout)
-        self.long_ids: dict[tuple, int] = {}      # long message -> the first of its parts' ids
+        self.long_heads: dict[tuple, _LongHead] = {}   # long message -> its first part
         # Part ids: bit 62 set (never a submission id), then the start time in ms and a
         # counter, so ids stay unique across restarts and between processes.
         self._next_part_id = (1 << 62) | (now_ms() & ((1 << 41) - 1)) << 20
+        self._long_timer: asyncio.Task | None = None
         self.submitted = 0        # submissions accepted
 
     def make_session(self) -> _Session:
         return _Session(self)
 
-    def part_ids(self, key: tuple, total: int) -> int:
+    def part_ids(self, key: tuple, total: int, req: SendRequest, receipts: int) -> int:
         """The first of the ``total`` consecutive message_ids kept for a long message's parts
         (part n answers with first + n - 1, except the part that completes the message,
         which answers with the submission id)."""
-        first = self.long_ids.get(key)
-        if first is None:
-            first = self.long_ids[key] = self._next_part_id
+        head = self.long_heads.get(key)
+        if head is None:
+            head = self.long_heads[key] = _LongHead(self._next_part_id, req, receipts)
             self._next_part_id += total
-        return first
+        return head.first_id
 
     def expire_long_parts(self, now: float) -> None:
-        for key, _text in self.long_parts.expire(now):
-            self.long_ids.pop(key, None)
-            # The customer never sent the rest, so it never got the message's id:
-            # nothing was accepted or charged.
-            log.warning("smpp server: long message %r incomplete after %.0f s; dropped",
-                        key, self.long_parts.timeout)
+        """Submit the long messages whose parts stopped coming, as far as they came: the
+        customer was told each part it sent was taken."""
+        for key, text in self.long_parts.expire(now):
+            head = self.long_heads.pop(key, None)
+            if head is None:
+                continue
+            total = key[-1]
+            log.info("smpp server: long message %d of %s incomplete after %.0f s; submitting the "
+                     "parts that came", head.first_id, head.req.account.username, self.long_parts.timeout)
+            req = head.req
+            req.content = text
+            # No part completed it, so no part was answered with the submission id: the
+            # receipts go to the parts' own ids.
+            req.client_ref = receipt_ref(head.receipts, (head.first_id, total, 0))
+            self.spawn(self._submit_incomplete(req))
+
+    async def _submit_incomplete(self, req: SendRequest) -> None:
+        try:
+            outcome = await self.accept.send(req)
+        except Exception:  # noqa: BLE001 - nobody to answer; the log says what was lost
+            log.exception("smpp server: the incomplete long message of %s failed", req.account.username)
+            return
+        if outcome.ok:
+            self.submitted += 1
+        else:
+            log.warning("smpp server: the incomplete long message of %s was refused: %s",
+                        req.account.username, outcome.code.value)
+
+    async def start(self) -> None:
+        await super().start()
+        self._long_timer = asyncio.create_task(self._expire_long_loop(), name="smpp long messages")
+
+    async def _expire_long_loop(self) -> None:
+        every = max(0.05, min(5.0, self.long_parts.timeout / 4))
+        while True:
+            await asyncio.sleep(every)
+            self.expire_long_parts(time.monotonic())
 
     async def stop(self) -> None:
         if self._server is not None:
-            self._server.close()
+            self._server.close()                # no new binds
+        if self._long_timer is not None:
+            self._long_timer.cancel()
+            await asyncio.gather(self._long_timer, return_exceptions=True)
+            self._long_timer = None
+        # Parts still waiting go out as far as they came, while the writer still runs.
+        self.expire_long_parts(float("inf"))
+        # Every submit being accepted is answered (the customer may not see an answer after
+        # its unbind_resp), then each bound customer is asked to unbind.
+        await self.finish_requests(STOP_WAIT)
         asked = [s for s in list(self.sessions) if s.say_goodbye()]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.unbind_wait

@@ -132,10 +132,11 @@ async def front(settings):
     outbox = Outbox(writer, poll=0.02)
     task = asyncio.create_task(outbox.run())
     server = SmppServer(accept, directory, outbox, port=0, max_sessions=2, idle_timeout=2.0,
-                        bind_timeout=1.0, deliver_timeout=1.0, refused_retry=0.2, unbind_wait=0.2)
+                        bind_timeout=1.0, deliver_timeout=1.0, refused_retry=0.2, unbind_wait=0.2,
+                        long_sms_timeout=0.5)
     await server.start()
     f = SimpleNamespace(engine=engine, cipher=cipher, user=user, writer=writer, server=server,
-                        outbox=outbox, port=server.port)
+                        outbox=outbox, outbox_task=task, port=server.port)
     try:
         yield f
     finally:
@@ -382,6 +383,27 @@ async def test_long_sms_parts_may_come_on_different_sessions(front):
     assert last.message_id == str(sub.id) and sub.content == LONG
 
 
+async def test_an_incomplete_long_sms_goes_out_as_far_as_it_came(front):
+    esme = await Esme.connect(front.port)
+    await esme.bind(front.user)
+    three = ("第一段" * 23, "第二段" * 23, "第三段" * 23)        # 69 characters each: three parts
+    answers = []
+    for seq in (1, 3):
+        body = three[seq - 1].encode("utf-16-be")
+        answers.append(await esme.submit(data_coding=8, esm_class=0x40, registered_delivery=1,
+                                         short_message=concat_udh(4, 3, seq) + body))
+    assert [a.command_status for a in answers] == [0, 0]
+    assert int(answers[1].message_id) - int(answers[0].message_id) == 2       # part n: first id + n - 1
+    await until(lambda: _rows(front.engine, submissions), 5)
+    [sub] = _rows(front.engine, submissions)
+    assert sub.content == three[0] + three[2]
+    # Its report: a receipt for each part's id, none for the submission id nobody was given.
+    _add_events(front.engine, front.user["id"], [("report", {**_report(sub.id), "client_ref": sub.client_ref})])
+    got = [await esme.recv() for _ in range(3)]
+    first = int(answers[0].message_id)
+    assert [find_tlv(r.tlvs, Tag.RECEIPTED_MESSAGE_ID) for r in got] == [str(first + i) for i in range(3)]
+
+
 def test_receipt_reference_round_trip():
     assert receipt_ref(1) is None and read_receipt_ref(None) == (1, None)
     assert read_receipt_ref(receipt_ref(0)) == (0, None)
@@ -451,6 +473,18 @@ async def test_refused_and_unanswered_deliver_sm_come_again_on_the_same_session(
     assert find_tlv(ev3.tlvs, Tag.RECEIPTED_MESSAGE_ID) == "43"
     await esme.send(DeliverSmResp(ev3.sequence_number))
     await until(lambda: _rows(front.engine, events)[0].push_state == "done", 5)
+
+
+async def test_stopping_with_deliver_sm_unanswered_gives_them_back_and_ends(front):
+    _add_events(front.engine, front.user["id"], [("report", _report(44))])
+    esme = await Esme.connect(front.port)
+    await esme.bind(front.user)
+    assert find_tlv((await esme.recv()).tlvs, Tag.RECEIPTED_MESSAGE_ID) == "44"
+    await front.server.stop()
+    # The outbox was just woken by the events coming back; cancelled now, it still ends.
+    front.outbox_task.cancel()
+    await asyncio.wait_for(asyncio.gather(front.outbox_task, return_exceptions=True), 2)
+    assert _rows(front.engine, events)[0].push_state == "session"     # offered again later
 
 
 async def test_window_is_sixteen_unanswered(front):
