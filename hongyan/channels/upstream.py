@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from hongyan.aio import wait_event
 from hongyan.channels.base import Channel, ChannelConfig, ChannelEvents, Inbound, Outbound, Report
 from hongyan.channels.link import QueueIntake
 
@@ -365,10 +366,7 @@ class UpstreamChannel(QueueIntake, Channel):
             idle = time.monotonic() - self._last_answer
             if self._up and idle < self._probe_idle:
                 self._probe_wake.clear()
-                try:
-                    await asyncio.wait_for(self._probe_wake.wait(), self._probe_idle - idle)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_event(self._probe_wake, self._probe_idle - idle)
                 continue
             try:
                 resp = await self._call(self.client.balance_call())

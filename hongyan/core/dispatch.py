@@ -42,6 +42,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, bindparam, or_, select, update
 
+from hongyan.aio import wait_event
 from hongyan.channels.base import Channel, ChannelEvents, Inbound, Outbound, Report
 from hongyan.domain import segments, source, windows
 from hongyan.domain.clock import now_ms, to_ms
@@ -114,10 +115,7 @@ class Dispatcher:
                 await self._hand_over(rows)
                 continue  # there may be more due right away
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.idle_poll)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._wake, self.idle_poll)
 
     async def _housekeeping(self, loop: asyncio.AbstractEventLoop) -> None:
         """Once a second at most: reload changed routes, restart channels long down; always: save tried channels."""

@@ -25,6 +25,7 @@ import httpx
 import orjson
 from sqlalchemy import Connection, bindparam, select, update
 
+from hongyan.aio import wait_event
 from hongyan.domain.clock import now_ms
 from hongyan.store.tables import events
 from hongyan.store.writer import Writer
@@ -146,10 +147,7 @@ class Notifier:
                 await asyncio.sleep(1.0)
             if not rows:
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), 0.5)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_event(self._wake, 0.5)
                 continue
             groups: dict[tuple[int, str], list] = defaultdict(list)
             for r in rows:

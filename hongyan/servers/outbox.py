@@ -17,6 +17,7 @@ from typing import Protocol
 import orjson
 from sqlalchemy import Connection, select, update
 
+from hongyan.aio import wait_event
 from hongyan.domain.clock import now_ms
 from hongyan.store.tables import events
 from hongyan.store.writer import Writer
@@ -86,14 +87,7 @@ class Outbox:
             if handed:
                 continue
             self._wake.clear()
-            try:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that
-                # lands as the event is set (a server stopping right after its sessions
-                # gave events back), and the loop would then never end.
-                async with asyncio.timeout(self.poll):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, self.poll)
 
     async def _round(self) -> int:
         room = {aid: sum(s.room() for s in ss) for aid, ss in self._sessions.items()}
