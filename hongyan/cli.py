@@ -152,15 +152,22 @@ def migrate_command(ctx: Ctx) -> None:
 @click.option("--cmpp-port", type=int, default=None,
               help="Port of the CMPP server for customers (default 7890; 0 picks a free one).")
 @click.option("--no-cmpp-server", is_flag=True, help="Do not run the CMPP server for customers.")
+@click.option("--smpp-port", type=int, default=None,
+              help="Port of the SMPP server for customers (default 2775; 0 picks a free one).")
+@click.option("--no-smpp-server", is_flag=True, help="Do not run the SMPP server for customers.")
 @pass_ctx
 def serve(ctx: Ctx, host: str | None, port: int | None, roles: str | None, simulator: bool | None,
-          cmpp_port: int | None, no_cmpp_server: bool) -> None:
+          cmpp_port: int | None, no_cmpp_server: bool, smpp_port: int | None, no_smpp_server: bool) -> None:
     """Run Hongyan: HTTP front doors and the services of the configured roles."""
     s = ctx.settings
     if cmpp_port is not None:
         s.cmpp_server_port = cmpp_port
     if no_cmpp_server:
         s.cmpp_server_port = None
+    if smpp_port is not None:
+        s.smpp_server_port = smpp_port
+    if no_smpp_server:
+        s.smpp_server_port = None
     if not s.secret_key:
         _fail("no secret_key configured: run `hongyan init` first (or set HONGYAN_SECRET_KEY)")
     if host:
@@ -186,6 +193,11 @@ def _serve(s: configmod.Settings) -> None:
         where = str(cmpp) if cmpp else "a free port (see servers.cmpp.port in /healthz)"
         click.echo(f"CMPP 2.0/3.0 server for customers on {s.server_host}:{where}  "
                    "(Source_Addr = account username, shared secret = API secret)")
+    smpp = s.listen_port(s.smpp_server_port)
+    if smpp is not None and s.has_role("api"):
+        where = str(smpp) if smpp else "a free port (see servers.smpp.port in /healthz)"
+        click.echo(f"SMPP 3.4 server for customers on {s.server_host}:{where}  "
+                   "(system_id = account username, password = the API secret's first 8 characters)")
     uvicorn.run(create_app(s), host=s.http_host, port=s.http_port, loop=loop,
                 http="httptools" if _has("httptools") else "h11", access_log=False, log_level="warning",
                 timeout_graceful_shutdown=15,
