@@ -255,8 +255,6 @@ class RuleBook:
         self._changes_checked = float("-inf")
         self._rules: dict[int, tuple[float, RuleSettings]] = {}
         self._lock = threading.Lock()
-        self._building: tuple | None = None   # the stamp a thread is building a list for
-        self._sync_next = False
         self._stamp: tuple | None = None
         self._checked = float("-inf")
         self._words = WordList(())
@@ -284,11 +282,10 @@ class RuleBook:
         """The word list, rebuilt when the table changed (checked at most every ``word_check`` s).
 
         count, max(id) and the count of removals together see every add and
-        remove; the automaton is built once per change, never per request.
-        The first list, and the one after ``invalidate`` (a change made by this
-        process), are built before answering; a change seen by polling (made
-        elsewhere) is built on a thread while requests go on with the old list,
-        since building 10,000 words takes a fifth of a second.
+        remove; the automaton is built once per change, never per request. It
+        is built before the request that saw the change is answered (10,000
+        words take about a fifth of a second, once per change): a word an
+        operator has just listed must stop the next message, not the one after.
         """
         now = self.clock()
         if now - self._checked < self.word_check:
@@ -298,31 +295,12 @@ class RuleBook:
             with self.reader.connect() as conn:
                 stamp = (*conn.execute(select(func.count(), func.max(words.c.id))).one(),
                          removals(conn, WORD_REMOVALS))
-            if stamp == self._stamp or stamp == self._building:
-                return self._words
-            if self._stamp is None or self._sync_next:
-                self._sync_next = False
-                self._building = None          # a list being built on a thread is now stale
-                self._load_words(stamp, background=False)
-            else:
-                self._building = stamp
-                threading.Thread(target=self._load_words, args=(stamp, True), name="hongyan-words",
-                                 daemon=True).start()
+                if stamp != self._stamp:
+                    rows = conn.execute(select(words.c.list, words.c.word)).all()
+                    self._words = WordList([w for k, w in rows if k == "block"],
+                                           [w for k, w in rows if k == "review"])
+                    self._stamp = stamp
         return self._words
-
-    def _load_words(self, stamp: tuple, background: bool) -> None:
-        try:
-            with self.reader.connect() as conn:
-                rows = conn.execute(select(words.c.list, words.c.word)).all()
-            built = WordList([w for k, w in rows if k == "block"], [w for k, w in rows if k == "review"])
-        except Exception:  # noqa: BLE001 - keep the old list; the next check tries again
-            log.exception("reloading the sensitive words failed")
-            if background and self._building == stamp:
-                self._building = None
-            return
-        if background and self._building != stamp:
-            return                             # superseded while it was being built
-        self._words, self._stamp, self._building = built, stamp, None
 
     def templates(self, rules: RuleSettings) -> TemplateSet:
         """The account's approved templates, compiled once per distinct list."""
@@ -346,7 +324,6 @@ class RuleBook:
     def invalidate(self) -> None:
         self._rules.clear()
         self._checked = float("-inf")
-        self._sync_next = True
         self._changes_checked = float("-inf")
 
 
