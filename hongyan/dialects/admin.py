@@ -13,7 +13,6 @@ Refusals use the native error shape of ``hongyan.dialects.rest``.
 """
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -31,7 +30,7 @@ from hongyan.domain.outcomes import Code, fail
 from hongyan.store.tables import accounts, blacklist, words
 from hongyan.web import JSON, read_body
 
-from .rest import ApiError, Caller, account, runtime, validation_outcome
+from .rest import ApiError, Caller, account, read_db, runtime, validation_outcome
 
 router = APIRouter(prefix="/v1", default_response_class=JSON)
 
@@ -64,15 +63,13 @@ Admin = Annotated[Account, Depends(admin_account)]
 
 
 async def run_read(request: Request, fn, *args):
-    rt = runtime(request)
-
-    def run():
-        with rt.reader.connect() as conn:
-            try:
-                return fn(conn, *args)
-            except AdminError as exc:
-                raise ApiError(fail(Code.INVALID_PARAMETER, str(exc))) from None
-    return await asyncio.get_running_loop().run_in_executor(None, run)
+    """``rest.read_db``, with an AdminError (a name that does not exist) as the answer."""
+    def guarded(conn: Connection, *a):
+        try:
+            return fn(conn, *a)
+        except AdminError as exc:
+            raise ApiError(fail(Code.INVALID_PARAMETER, str(exc))) from None
+    return await read_db(request, guarded, *args)
 
 
 async def run_write(request: Request, fn, *args):

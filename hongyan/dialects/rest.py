@@ -151,7 +151,8 @@ def _message_view(r) -> dict:
             "submitted_at": iso(r.submitted_at), "done_at": iso(r.done_at), "note": r.note}
 
 
-async def _read(request: Request, fn, *args):
+async def read_db(request: Request, fn, *args):
+    """``fn(conn, *args)`` on the read engine, off the event loop."""
     rt = runtime(request)
 
     def run():
@@ -162,7 +163,7 @@ async def _read(request: Request, fn, *args):
 
 @router.get("/messages/{message_id}", summary="One message's state")
 async def get_message(message_id: int, request: Request, caller: Caller):
-    row = await _read(request, lambda c: c.execute(select(messages).where(
+    row = await read_db(request, lambda c: c.execute(select(messages).where(
         messages.c.id == message_id, messages.c.account_id == caller.id)).first())
     if row is None:
         return error_response(fail(Code.INVALID_PARAMETER, f"no message {message_id}"))
@@ -182,7 +183,7 @@ async def get_submission(submission_id: int, request: Request, caller: Caller,
         rows = conn.execute(select(messages).where(messages.c.submission_id == submission_id)
                             .order_by(messages.c.id).limit(limit)).all()
         return sub, counts, rows
-    sub, counts, rows = await _read(request, load)
+    sub, counts, rows = await read_db(request, load)
     if sub is None:
         return error_response(fail(Code.INVALID_PARAMETER, f"no submission {submission_id}"))
     return {"id": sub.id, "client_ref": sub.client_ref, "content": sub.content, "extno": sub.extno,
@@ -207,7 +208,7 @@ async def cancel_submission(submission_id: int, request: Request, caller: Caller
 
 @router.get("/balance", summary="The balances that pay for this account's messages")
 async def balance(request: Request, caller: Caller):
-    rows = await _read(request, balances_of, caller.owner)
+    rows = await read_db(request, balances_of, caller.owner)
     return {"owner": caller.owner[0], "balances": [
         {"product": r["product"], "amount": r["amount"]} for r in rows]}
 
@@ -215,14 +216,14 @@ async def balance(request: Request, caller: Caller):
 @router.get("/reports", summary="Delivery reports after an event id (the pull alternative to pushes)")
 async def reports(request: Request, caller: Caller, after: int = Query(0, ge=0),
                   limit: int = Query(100, ge=1, le=1000)):
-    items = await _read(request, poll, caller.id, "report", after, limit)
+    items = await read_db(request, poll, caller.id, "report", after, limit)
     return {"items": items, "next": items[-1]["id"] if items else after}
 
 
 @router.get("/mo", summary="Replies (MO) after an event id")
 async def replies(request: Request, caller: Caller, after: int = Query(0, ge=0),
                   limit: int = Query(100, ge=1, le=1000)):
-    items = await _read(request, poll, caller.id, "mo", after, limit)
+    items = await read_db(request, poll, caller.id, "mo", after, limit)
     return {"items": items, "next": items[-1]["id"] if items else after}
 
 
