@@ -162,11 +162,12 @@ class AcceptService:
         ``on_events`` is told when a commit wrote report events (barred numbers)."""
         self.directory = directory
         self.writer = writer
-        self.rulebook = rulebook or RuleBook(directory.engine)
+        # One rule cache for accept and the receiver (opt-out words), invalidated in one place.
+        self.rulebook = rulebook or (receiver.rulebook if receiver else RuleBook(directory.engine))
         # A removal's whole-table read runs on a thread, off the event loop.
         self.blacklist = blacklist or Blacklist(directory.engine, background=True)
         self.limits = limits or LocalLimits()
-        self.receiver = receiver or Receiver(directory)
+        self.receiver = receiver or Receiver(directory, self.rulebook)
         self.on_events = on_events
         self.submission_ids = IdBlocks("submission", 1000)
         self.message_ids = IdBlocks("message", 20_000)

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, text
 from hongyan.channels.base import Inbound, Report
 from hongyan.domain import numbers
 from hongyan.domain.clock import iso, now_ms, to_ms
-from hongyan.domain.optout import OptOut, normalise
+from hongyan.domain.optout import OptOut
 from hongyan.store.bulk import insert_rows, update_rows
 from hongyan.store.tables import (balances, carrier_ids, events, ledger, messages, mo,
                                   orphan_reports, submissions)
@@ -23,7 +23,7 @@ from hongyan.store.tables import (balances, carrier_ids, events, ledger, message
 from . import blacklist
 from .accounts import Directory
 from .notify import push_state_for
-from .rules import get_rules
+from .rules import RuleBook
 
 FINAL_STATES = ("delivered", "failed", "expired")
 EVENT_COLUMNS = ("account_id", "kind", "ref_id", "payload", "created_at", "push_state", "attempts", "next_at")
@@ -59,9 +59,10 @@ class Final:
 
 
 class Receiver:
-    def __init__(self, directory: Directory) -> None:
+    def __init__(self, directory: Directory, rulebook: RuleBook | None = None) -> None:
         self.directory = directory
-        self._optout_words: dict[int, tuple[float, OptOut]] = {}
+        # The accept path's rule cache, shared: one cache, invalidated in one place.
+        self.rulebook = rulebook or RuleBook(directory.engine)
         self._last_dialect: dict[tuple[int, str], tuple[float, str | None]] = {}
 
     # -- finishing messages -------------------------------------------------
@@ -286,7 +287,7 @@ class Receiver:
         for mo_id, (inbound, account, extno, received) in zip(mo_ids, routed):
             if account is None:
                 continue  # kept unrouted for an operator to look at
-            optout = self._optout(conn, account.id).is_optout(inbound.text)
+            optout = self._optout(account.id).is_optout(inbound.text)
             if optout:
                 # In the form accept compares (11 digits): gateways send the
                 # sender as 8613800138000 or +8613800138000 as often as not.
@@ -317,16 +318,9 @@ class Receiver:
         insert_rows(conn, mo, ("id", *MO_COLUMNS), [(i, *r) for i, r in zip(ids, rows)])
         return ids
 
-    def _optout(self, conn: Connection, account_id: int) -> OptOut:
-        """The account's opt-out words (rule ``optout_words``), cached for a few seconds."""
-        hit = self._optout_words.get(account_id)
-        if hit is not None and time.monotonic() - hit[0] < RULES_TTL_S:
-            return hit[1]
-        # Rules are checked when set; a word that is only punctuation is dropped
-        # here anyway, since a bad setting must never stop replies being received.
-        matcher = OptOut([w for w in get_rules(conn, account_id).optout_words if normalise(w)])
-        self._optout_words[account_id] = (time.monotonic(), matcher)
-        return matcher
+    def _optout(self, account_id: int) -> OptOut:
+        """The account's opt-out words (rule ``optout_words``)."""
+        return self.rulebook.optout(self.rulebook.rules(account_id))
 
     def _mo_dialects(self, conn: Connection, keys: set[tuple[int, str]], now: int) -> dict[tuple[int, str], str]:
         """The front door each (account, request extension) last sent by, within ``REPLY_WINDOW_MS``.

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, func, select
 from hongyan.core.accounts import AdminError
 from hongyan.core.blacklist import count_change, removals
 from hongyan.domain.clock import now_ms
-from hongyan.domain.optout import DEFAULT_KEYWORDS, OptOut
+from hongyan.domain.optout import DEFAULT_KEYWORDS, OptOut, normalise as normalise_reply
 from hongyan.domain.templates import Template, TemplateSet
 from hongyan.domain.windows import BadWindow, parse_hours
 from hongyan.domain.words import WordList
@@ -259,6 +259,7 @@ class RuleBook:
         self._checked = float("-inf")
         self._words = WordList(())
         self._templates: dict[tuple[str, ...], TemplateSet] = {}
+        self._optouts: dict[tuple[str, ...], OptOut] = {}
         self._hours: dict[str, tuple[int, int]] = {}
 
     def rules(self, account_id: int) -> RuleSettings:
@@ -310,6 +311,20 @@ class RuleBook:
                 self._templates.clear()
             found = self._templates[rules.templates] = TemplateSet(
                 Template(i, text) for i, text in enumerate(rules.templates))
+        return found
+
+    def optout(self, rules: RuleSettings) -> OptOut:
+        """The account's opt-out words as a matcher, built once per distinct list.
+
+        Rules are checked when set; a word that is only punctuation is dropped
+        here anyway, since a bad setting must never stop replies being received.
+        """
+        found = self._optouts.get(rules.optout_words)
+        if found is None:
+            if len(self._optouts) > 1000:
+                self._optouts.clear()
+            found = self._optouts[rules.optout_words] = OptOut(
+                [w for w in rules.optout_words if normalise_reply(w)])
         return found
 
     def hours(self, rules: RuleSettings) -> tuple[int, int] | None:
