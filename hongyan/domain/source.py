@@ -70,6 +70,22 @@ def compose(access_code: str, account_ext: str = "", request_ext: str = "",
     return Composed(access_code + account_ext + request_ext[:room], len(request_ext) > room)
 
 
+def request_ext(source: str, account_ext: str = "") -> str | None:
+    """The request extension a session customer chose by its source address.
+
+    Over CMPP and SMPP a customer writes its source as the account's extension
+    followed by the digits it adds (the channel's access code comes in front at
+    dispatch). None when the source is not that: not digits, or not starting with
+    the account's extension. An empty source, or the extension alone, adds nothing.
+    """
+    source = (source or "").strip()
+    if not source or source == account_ext:
+        return ""
+    if not source.isdigit() or not source.startswith(account_ext):
+        return None
+    return source[len(account_ext):]
+
+
 @dataclass(frozen=True, slots=True)
 class MoRoute(Generic[T]):
     access_code: str | None

@@ -36,6 +36,7 @@ from hongyan.core.cancel import cancel as cancel_submission
 from hongyan.core.accounts import Account, Directory
 from hongyan.core.receive import Receiver
 from hongyan.domain.outcomes import Code
+from hongyan.domain.source import request_ext
 from hongyan.domain.segments import (Reassembler, concat_udh, decode_payload, encode_chunk, plan,
                                      split_udh)
 from hongyan.protocols.cmpp import auth
@@ -346,9 +347,7 @@ class CmppSession(Session):
         acc = self.account
         if ev.msg_src and ev.msg_src != acc.username:
             return self._refuse(ev.sequence_id, RESULT_MSG_SRC)
-        ext = acc.extension or ""
-        src = ev.src_id or ""
-        if src and not src.startswith(ext):
+        if request_ext(ev.src_id, acc.extension or "") is None:
             return self._refuse(ev.sequence_id, RESULT_BAD_SRC_ID)
         if ev.msg_fmt not in TEXT_FORMATS:
             return self._refuse(ev.sequence_id, RESULT_BAD_STRUCTURE)
@@ -492,12 +491,11 @@ class CmppServer(SessionServer):
 
     # -- submitting -------------------------------------------------------
     def request(self, account: Account, ev: Submit, text: str, ref: str, client_ip: str | None) -> SendRequest:
-        ext = account.extension or ""
-        src = ev.src_id or ""
         # At_Time (checked when the SUBMIT came) schedules the message.
         at = ev.at_time.strip()
         return SendRequest(account=account, to=list(ev.dest_terminal_ids), content=text,
-                           extno=src[len(ext):] if src else "", client_ref=ref, dialect="cmpp",
+                           extno=request_ext(ev.src_id, account.extension or "") or "", client_ref=ref,
+                           dialect="cmpp",
                            client_ip=client_ip, max_recipients=MAX_DESTINATIONS,
                            schedule_at=parse_time(at) if at else None)
 

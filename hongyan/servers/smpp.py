@@ -24,6 +24,7 @@ from hongyan.core.accept import AcceptService, SendRequest
 from hongyan.core.accounts import Account, Directory
 from hongyan.domain import numbers
 from hongyan.domain.clock import now_ms
+from hongyan.domain.source import request_ext
 from hongyan.domain.outcomes import Code, Outcome
 from hongyan.domain.segments import Reassembler, concat_udh, decode_payload, encode_chunk, plan, split_udh
 from hongyan.protocols.smpp.connection import Connection
@@ -570,15 +571,12 @@ class _Session(Session):
 
     def _extno(self, source: str) -> str:
         """The extension a customer chose: what its source address adds to the account's own."""
-        source = (source or "").strip()
         ext = self.account.extension or ""
-        if not source or source == ext:
-            return ""
-        if not source.isdigit():
-            raise _Refused(S.ESME_RINVSRCADR, f"source {source!r} is not a number")
-        if ext and not source.startswith(ext):
-            raise _Refused(S.ESME_RINVSRCADR, f"source {source!r} does not start with the account's {ext!r}")
-        return source[len(ext):]
+        extno = request_ext(source, ext)
+        if extno is None:
+            raise _Refused(S.ESME_RINVSRCADR,
+                           f"source {source!r} is not the account's extension {ext!r} followed by digits")
+        return extno
 
     async def _submit(self, ev, resp_cls: type, req: SendRequest) -> None:
         outcome: Outcome | None = None

@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from hongyan.domain.source import Composed, MoRoute, compose, max_request_ext, parse_mo_dest
+from hongyan.domain.source import Composed, MoRoute, compose, max_request_ext, parse_mo_dest, request_ext
 
 digits = st.text(alphabet="0123456789", max_size=8)
 
@@ -102,3 +102,11 @@ def test_parse_undoes_compose(a, exts, data):
         return
     accounts = {ext: f"account-{ext}" for ext in exts}
     assert parse_mo_dest(composed.number, [a], accounts) == MoRoute(a, e, f"account-{e}", x)
+
+
+@pytest.mark.parametrize("source, ext, extno", [
+    ("", "12", ""), ("12", "12", ""), ("1234", "12", "34"), ("34", "", "34"), (" 1234 ", "12", "34"),
+    ("1334", "12", None), ("12a", "12", None), ("abc", "", None),
+])
+def test_a_session_customers_source_address_is_its_extension_then_its_own_digits(source, ext, extno):
+    assert request_ext(source, ext) == extno
