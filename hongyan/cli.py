@@ -184,6 +184,7 @@ def serve(ctx: Ctx, host: str | None, port: int | None, roles: str | None, simul
 def _serve(s: configmod.Settings) -> None:
     import uvicorn
 
+    from hongyan import gc_policy
     from hongyan.app import create_app
 
     loop = "uvloop" if _has("uvloop") else "asyncio"
@@ -198,7 +199,9 @@ def _serve(s: configmod.Settings) -> None:
         where = str(smpp) if smpp else "a free port (see servers.smpp.port in /healthz)"
         click.echo(f"SMPP 3.4 server for customers on {s.server_host}:{where}  "
                    "(system_id = account username, password = the API secret's first 8 characters)")
-    uvicorn.run(create_app(s), host=s.http_host, port=s.http_port, loop=loop,
+    app = create_app(s)
+    gc_policy.settle()
+    uvicorn.run(app, host=s.http_host, port=s.http_port, loop=loop,
                 http="httptools" if _has("httptools") else "h11", access_log=False, log_level="warning",
                 timeout_graceful_shutdown=15,
                 # The client address is the socket's: a proxy in front must be trusted
@@ -262,6 +265,7 @@ def demo(ctx: Ctx, port: int | None) -> None:
 def simulate(protocol: str, host: str, port: int, control_port: int, report_delay: float, fail_rate: float,
              accounts: tuple[str, ...], sp_host: str, sp_port: int) -> None:
     """Run a carrier simulator alone (CMPP, SMPP, SGIP or SMGP gateway) with its control API."""
+    from hongyan import gc_policy
     from hongyan.channels.simulator import run_simulator
 
     logins = {}
@@ -271,6 +275,7 @@ def simulate(protocol: str, host: str, port: int, control_port: int, report_dela
             _fail(f"--account {a!r}: expected SPID:SECRET")
         logins[sp] = secret
     extra = {"sp_host": sp_host, "sp_port": sp_port} if protocol == "sgip" else {}
+    gc_policy.settle()
     _run(run_simulator(host, port, control_port, report_delay, fail_rate, logins or None, protocol, **extra))
 
 
