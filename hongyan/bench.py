@@ -330,6 +330,11 @@ class LocalStack:
                 return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return None
 
+    async def writer_counts(self) -> dict | None:
+        """The server's group-commit counters so far (commits, jobs), from /healthz."""
+        health = await _get_json("127.0.0.1", self.http_port, "/healthz")
+        return None if health is None else health.get("writer")
+
     def log_tail(self, name: str, lines: int = 30) -> str:
         for n, _, path in self.procs:
             if n == name and path.exists():
@@ -586,6 +591,10 @@ def render(r: dict, echo) -> None:
     if cpu is not None:
         echo(f"server cpu  {cpu['seconds']:.2f} s: {cpu['us_per_message']:.0f} µs a message (all its threads, "
              f"first request to last report)")
+    wr = r.get("writer")
+    if wr is not None:
+        echo(f"writer      {wr['commits']} commits of {wr['jobs']} jobs: {wr['jobs_per_commit']:.1f} jobs a commit "
+             f"(first request to last report)")
 
 
 @dataclass
@@ -644,12 +653,14 @@ async def run_bench(o: BenchOptions, echo=click.echo) -> dict:
         w = Watch(target.simulator)
         await w.sample()
         cpu_before = stack.cpu_seconds() if stack is not None else None
+        writer_before = await stack.writer_counts() if stack is not None else None
         load = door.start(o.concurrency)
         watcher = asyncio.create_task(watch(door, load, sink, w, stop, echo))
         res = await load.run()
         timeout = o.timeout if o.timeout is not None else 60 + door.accepted_messages / 200
         complete = await sink.wait_for(door.accepted_messages, timeout)
         cpu_after = stack.cpu_seconds() if stack is not None else None
+        writer_after = await stack.writer_counts() if stack is not None else None
         stop.set()
         await watcher
         await w.sample()
@@ -658,6 +669,11 @@ async def run_bench(o: BenchOptions, echo=click.echo) -> dict:
             result["server_cpu"] = {"seconds": round(cpu_after - cpu_before, 2),
                                     "us_per_message": round((cpu_after - cpu_before) / door.accepted_messages
                                                             * 1e6, 1)}
+        if writer_before and writer_after:
+            commits = writer_after["commits"] - writer_before["commits"]
+            jobs = writer_after["jobs"] - writer_before["jobs"]
+            result["writer"] = {"commits": commits, "jobs": jobs,
+                                "jobs_per_commit": round(jobs / commits, 1) if commits else 0.0}
         render(result, echo)
         if stack is not None and not complete:
             echo(f"server log tail:\n{stack.log_tail('server', 15)}")
