@@ -31,26 +31,22 @@ signature before sending.  The rules here:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Where = Literal["start", "end"]
 Reason = Literal["missing", "not_approved", "multiple", "empty"]
 
-_START = re.compile(r"\s*【([^【】]*)】")
-_END = re.compile(r"【([^【】]*)】\s*\Z")
+# Tuples rather than frozen dataclasses: a frozen dataclass sets each field
+# through object.__setattr__, and accept builds a verdict for every request.
 
 
-@dataclass(frozen=True, slots=True)
-class Signature:
+class Signature(NamedTuple):
     text: str  # without brackets; "" for an empty 【】
     where: Where
 
 
-@dataclass(frozen=True, slots=True)
-class SignatureVerdict:
+class SignatureVerdict(NamedTuple):
     text: str | None  # what to send; None when refused
     signature: Signature | None  # the one found (or added); for "multiple", the first
     reason: Reason | None = None  # why it was refused
@@ -61,19 +57,47 @@ class SignatureVerdict:
         return self.reason is None
 
 
+def _at_start(text: str, pos: int) -> tuple[str, int] | None:
+    """The 【…】 at ``pos`` after whitespace: (its text, the index after it)."""
+    size = len(text)
+    while pos < size and text[pos].isspace():
+        pos += 1
+    if not text.startswith("【", pos):
+        return None
+    close = text.find("】", pos + 1)
+    if close < 0 or text.find("【", pos + 1, close) >= 0:
+        return None
+    return text[pos + 1:close], close + 1
+
+
+def _at_end(text: str, stop: int) -> tuple[str, int] | None:
+    """The 【…】 that ends ``text[:stop]`` before whitespace: (its text, its index)."""
+    while stop > 0 and text[stop - 1].isspace():
+        stop -= 1
+    if stop == 0 or text[stop - 1] != "】":
+        return None
+    opening = text.rfind("【", 0, stop - 1)
+    if opening < 0 or text.find("】", opening + 1, stop - 1) >= 0:
+        return None
+    return text[opening + 1:stop - 1], opening
+
+
 def _found(text: str) -> list[Signature]:
-    """Signatures at the edges of ``text``, start first (more than one is an error)."""
+    """Signatures at the edges of ``text``, start first (more than one is an error).
+
+    Plain string scans from each edge (a regular expression searching for
+    the end one tried every position of the text)."""
     found: list[Signature] = []
-    start = _START.match(text)
+    start = _at_start(text, 0)
     if start:
-        found.append(Signature(start[1].strip(), "start"))
-        if second := _START.match(text, start.end()):
-            found.append(Signature(second[1].strip(), "start"))
-    end = _END.search(text)
-    if end and not (start and end.start() < start.end()):  # not the same 【…】 again
-        found.append(Signature(end[1].strip(), "end"))
-        if second := _END.search(text, 0, end.start()):
-            found.append(Signature(second[1].strip(), "end"))
+        found.append(Signature(start[0].strip(), "start"))
+        if second := _at_start(text, start[1]):
+            found.append(Signature(second[0].strip(), "start"))
+    end = _at_end(text, len(text))
+    if end and not (start and end[1] < start[1]):  # not the same 【…】 again
+        found.append(Signature(end[0].strip(), "end"))
+        if second := _at_end(text, end[1]):
+            found.append(Signature(second[0].strip(), "end"))
     return found
 
 

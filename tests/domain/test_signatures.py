@@ -1,9 +1,11 @@
 """Signatures: where they are found, and the verdict for an account's settings."""
 
-import pytest
-from hypothesis import given, strategies as st
+import re
 
-from hongyan.domain.signatures import Signature, SignatureVerdict, check, extract
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from hongyan.domain.signatures import Signature, SignatureVerdict, _found, check, extract
 
 APPROVED = {"鸿雁", "鸿雁科技"}
 
@@ -111,3 +113,30 @@ def test_verdict_text_always_has_an_approved_signature_when_required(body, defau
         assert extract(v.text).text in approved
     if not v.ok:
         assert v.text is None and v.reason in ("missing", "not_approved", "multiple", "empty")
+
+
+# The edge rules written as regular expressions (how they read in the module
+# docstring); the scans in signatures._found must find exactly what these find.
+_START = re.compile(r"\s*【([^【】]*)】")
+_END = re.compile(r"【([^【】]*)】\s*\Z")
+
+
+def _found_by_regex(text: str) -> list[Signature]:
+    found = []
+    start = _START.match(text)
+    if start:
+        found.append(Signature(start[1].strip(), "start"))
+        if second := _START.match(text, start.end()):
+            found.append(Signature(second[1].strip(), "start"))
+    end = _END.search(text)
+    if end and not (start and end.start() < start.end()):
+        found.append(Signature(end[1].strip(), "end"))
+        if second := _END.search(text, 0, end.start()):
+            found.append(Signature(second[1].strip(), "end"))
+    return found
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet="鸿雁a1 \n\u3000\t【】[]", max_size=24))
+def test_edge_scans_find_what_the_rules_as_regexes_find(text):
+    assert _found(text) == _found_by_regex(text)
