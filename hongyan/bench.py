@@ -14,6 +14,10 @@ either give ``--sink-port`` matching the URL the account already has, or
 ``--set-report-url --config PATH`` to point it at the sink (through
 ``hongyan account set``).
 
+``--compare-rules`` builds two such installations per round, one with the demo
+account's rules off and one with them on, and runs both benches at the same
+time, so that the ratio of their figures does not move with the machine's load.
+
 Front doors: each dialect builds the i-th request of a run (``HttpDoor``);
 a door that is not plain HTTP (CMPP or SMPP submit) overrides ``drive`` and
 returns the same ``LoadResult``.
@@ -29,6 +33,7 @@ import random
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -506,8 +511,10 @@ class Watch:
         return self.samples[-1][2] - self.samples[0][2]
 
 
-async def watch(door: HttpDoor, load: Load, sink: Sink, w: Watch, stop: asyncio.Event, echo) -> None:
-    tty = sys.stdout.isatty()
+async def watch(door: HttpDoor, load: Load, sink: Sink, w: Watch, stop: asyncio.Event, echo,
+                progress: bool = True) -> None:
+    """Sample the simulator through the run; with ``progress``, print a line a second."""
+    tty = progress and sys.stdout.isatty()
     started = time.monotonic()
     next_line = started + PROGRESS_EVERY
     while not stop.is_set():
@@ -517,7 +524,7 @@ async def watch(door: HttpDoor, load: Load, sink: Sink, w: Watch, stop: asyncio.
             pass
         await w.sample()
         now = time.monotonic()
-        if now >= next_line or stop.is_set():
+        if progress and (now >= next_line or stop.is_set()):
             next_line = now + PROGRESS_EVERY
             unit = "" if door.recipients == 1 else " requests"
             line = (f"  {now - started:5.0f} s  sent {load.sent}{unit}  accepted {door.accepted_messages}"
@@ -622,9 +629,12 @@ class BenchOptions:
     front: str = "http"          # or a session front door: cmpp
     connections: int = 1         # sessions of a session front door
     front_window: int = 16       # unanswered submits per session
+    progress: bool = True        # False: no line a second (two benches side by side would mix theirs)
 
 
-async def run_bench(o: BenchOptions, echo=click.echo) -> dict:
+async def run_bench(o: BenchOptions, echo=click.echo, ready=None) -> dict:
+    """One bench; ``ready`` (an async callable), if given, is awaited once the stack is up,
+    just before the load starts, so that benches run side by side start their loads together."""
     from hongyan.domain.segments import count_parts
 
     m = machine()
@@ -650,12 +660,14 @@ async def run_bench(o: BenchOptions, echo=click.echo) -> dict:
         echo(f"bench       {door.name}: {o.messages} messages, {door.recipients} recipient(s)/request, "
              f"{door.requests} requests, concurrency {o.concurrency}, {parts} part(s) each, "
              f"reports to {sink.url}")
+        if ready is not None:
+            await ready()
         w = Watch(target.simulator)
         await w.sample()
         cpu_before = stack.cpu_seconds() if stack is not None else None
         writer_before = await stack.writer_counts() if stack is not None else None
         load = door.start(o.concurrency)
-        watcher = asyncio.create_task(watch(door, load, sink, w, stop, echo))
+        watcher = asyncio.create_task(watch(door, load, sink, w, stop, echo, o.progress))
         res = await load.run()
         timeout = o.timeout if o.timeout is not None else 60 + door.accepted_messages / 200
         complete = await sink.wait_for(door.accepted_messages, timeout)
@@ -1146,6 +1158,142 @@ async def _sample_until(w: Watch, run: FrontRun) -> None:
                        f"reports {run.report_count()}")
 
 
+# -- rules off and on, side by side (--compare-rules) ------------------------------------
+
+# On a shared machine two benches one after the other can differ by a third; run at the
+# same time they meet the same neighbours, so their ratio holds where their figures do not.
+COMPARE_LABELS = {False: "off", True: "on"}
+
+
+def labelled(label: str):
+    """An echo that marks each line with the bench it comes from."""
+    def echo(message: str = "", nl: bool = True, **kw) -> None:
+        click.echo(f"{label:<4}{message}", nl=nl, **kw)
+    return echo
+
+
+def _ratio(on: float | None, off: float | None) -> float | None:
+    return round(on / off, 3) if on is not None and off else None
+
+
+def figures(result: dict) -> dict:
+    """The two figures compared: end-to-end messages/s and the server's CPU per message."""
+    cpu = result.get("server_cpu")
+    return {"messages_per_s": result["end_to_end"]["messages_per_s"],
+            "us_per_message": None if cpu is None else cpu["us_per_message"]}
+
+
+def compare_round(n: int, off: dict, on: dict) -> dict:
+    """One round: both results, and rules-on over rules-off for each figure."""
+    f_off, f_on = figures(off), figures(on)
+    return {"round": n, "off": off, "on": on,
+            "throughput_ratio": _ratio(f_on["messages_per_s"], f_off["messages_per_s"]),
+            "cpu_ratio": _ratio(f_on["us_per_message"], f_off["us_per_message"])}
+
+
+def median_of(rounds: list[dict], key: str) -> dict | None:
+    """The median of one ratio over the rounds, and the round it comes from (the lower
+    middle one when the count is even, where the median falls between two rounds)."""
+    have = sorted((r for r in rounds if r[key] is not None), key=lambda r: r[key])
+    if not have:
+        return None
+    middle = have[(len(have) - 1) // 2]
+    return {"ratio": round(statistics.median(r[key] for r in have), 3),
+            "low": have[0][key], "high": have[-1][key], "round": middle["round"],
+            "off": figures(middle["off"]), "on": figures(middle["on"])}
+
+
+def summarize_compare(rounds: list[dict]) -> dict:
+    return {"rounds": rounds, "median": {"throughput": median_of(rounds, "throughput_ratio"),
+                                         "cpu": median_of(rounds, "cpu_ratio")}}
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render_round(r: dict, echo=click.echo) -> None:
+    off, on = figures(r["off"]), figures(r["on"])
+    echo(f"round {r['round']:<5} off {_fmt(off['messages_per_s'], '.0f')} messages/s, "
+         f"{_fmt(off['us_per_message'], '.0f')} µs a message   on {_fmt(on['messages_per_s'], '.0f')} "
+         f"messages/s, {_fmt(on['us_per_message'], '.0f')} µs a message   on/off: throughput "
+         f"{_fmt(r['throughput_ratio'], '.2f')}, cpu {_fmt(r['cpu_ratio'], '.2f')}")
+
+
+def render_compare(summary: dict, echo=click.echo) -> None:
+    rounds, med = summary["rounds"], summary["median"]
+
+    def part(name: str, m: dict | None, key: str, unit: str) -> str:
+        if m is None:
+            return f"{name} -"
+        return (f"{name} {m['ratio']:.2f} ({m['low']:.2f} to {m['high']:.2f}; round {m['round']}: off "
+                f"{_fmt(m['off'][key], '.0f')}, on {_fmt(m['on'][key], '.0f')} {unit})")
+    echo(f"median      over {len(rounds)} round(s), rules on/off: "
+         f"{part('throughput', med['throughput'], 'messages_per_s', 'messages/s')}, "
+         f"{part('cpu', med['cpu'], 'us_per_message', 'µs a message')}")
+
+
+async def _together(coros: list) -> list:
+    """Run the coroutines at the same time; if one fails, cancel the others (each stops its
+    own stack on the way out) and raise that failure rather than a group of them."""
+    tasks = [asyncio.create_task(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for t in tasks:
+            if t in done and t.exception() is not None:
+                raise t.exception()
+        return [t.result() for t in tasks]
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run_compare(o: BenchOptions, rounds: int) -> dict:
+    """``rounds`` rounds, each a rules-off and a rules-on bench at once, then the ratios.
+
+    Both benches of a round share this event loop: each has its own temporary folder,
+    free ports, processes and sink, and ``run_bench`` keeps no state outside its call.
+    A barrier holds whichever stack is up first (the rules-off one, which loads no rules)
+    until the other is, so the two loads run over the same seconds. Both loads come from
+    this one process, each with its own connections; the client's work is the same for both."""
+    done = []
+    for n in range(1, rounds + 1):
+        click.echo(f"round {n} of {rounds}: rules off and on side by side")
+        barrier = asyncio.Barrier(2)
+        off, on = await _together([
+            run_bench(dataclasses.replace(o, rules=rules, progress=False), labelled(COMPARE_LABELS[rules]),
+                      ready=barrier.wait)
+            for rules in (False, True)])
+        done.append(compare_round(n, off, on))
+        render_round(done[-1])
+    summary = summarize_compare(done)
+    if rounds > 1:
+        # Each round's line came amid both benches' output; together they read as a table.
+        for r in done:
+            render_round(r)
+    render_compare(summary)
+    return summary
+
+
+def check_compare(ctx: click.Context, compare: bool, url: str | None, front: str, sink_port: int) -> None:
+    """Refuse what --compare-rules cannot do, before anything is started."""
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+    if not compare:
+        if given("rounds"):
+            raise click.UsageError("--rounds goes with --compare-rules")
+        return
+    if url is not None:
+        raise click.UsageError("--compare-rules builds its own two installations; it cannot drive --url")
+    if front != "http":
+        raise click.UsageError("--compare-rules measures the HTTP front door only (no --front cmpp/smpp)")
+    if given("rules"):
+        raise click.UsageError("--compare-rules runs rules off and on itself; drop --rules/--no-rules")
+    if sink_port:
+        raise click.UsageError("--compare-rules runs two sinks, each on a free port; drop --sink-port")
+
+
 def _run(coro):
     try:
         import uvloop
@@ -1194,15 +1342,26 @@ def _run(coro):
 @click.option("--rules/--no-rules", default=False, show_default=True,
               help="Switch every accept rule on for the demo account (10,000 sensitive words, 10,000 "
                    "blacklisted numbers, signature, template, limits), none of them hit by the load.")
+@click.option("--compare-rules", is_flag=True,
+              help="Run rules-off and rules-on benches side by side, --rounds rounds, and print both figures "
+                   "(end-to-end messages/s, server CPU µs a message) and their ratio on/off per round, then "
+                   "the median ratios. Both benches of a round run at once on their own installations, so "
+                   "they meet the same machine load. Local stack and HTTP only (no --url, --front, "
+                   "--sink-port); it sets the rules itself and refuses --rules/--no-rules.")
+@click.option("--rounds", type=click.IntRange(1), default=3, show_default=True,
+              help="With --compare-rules: rounds to run; the summary takes the median of each ratio.")
 @click.option("--keep", is_flag=True, help="Keep the temporary folder (config, database, logs).")
 @click.option("--json", "as_json", is_flag=True, help="Also print the result as JSON.")
-def bench_command(messages: int, recipients: int, concurrency: int, dialect: str, content: str,
+@click.pass_context
+def bench_command(ctx: click.Context, messages: int, recipients: int, concurrency: int, dialect: str, content: str,
                   url: str | None, key: str | None, secret: str | None, simulator_stats: str | None,
                   sink_host: str, sink_port: int, set_report_url: bool, config_path: str | None,
                   report_delay: float, fail_rate: float, mps: int, window: int, links: int,
                   options: tuple[str, ...], timeout: float | None, rules: bool, keep: bool,
-                  as_json: bool, front: str = "http", connections: int = 1, front_window: int = 16) -> None:
+                  as_json: bool, front: str = "http", connections: int = 1, front_window: int = 16,
+                  compare_rules: bool = False, rounds: int = 3) -> None:
     """Measure accepted requests/s, submits/s and end-to-end messages/s, request to pushed report."""
+    check_compare(ctx, compare_rules, url, front, sink_port)
     o = BenchOptions(messages=messages, recipients=recipients, concurrency=concurrency, dialect=dialect,
                      content=content, url=url, key=key, secret=secret, simulator_stats=simulator_stats,
                      sink_host=sink_host, sink_port=sink_port, set_report_url=set_report_url,
@@ -1211,7 +1370,10 @@ def bench_command(messages: int, recipients: int, concurrency: int, dialect: str
                      channel={"mps": mps, "window": window, "connections": links}, rules=rules,
                      front=front, connections=connections, front_window=front_window)
     try:
-        result = _run(run_bench(o) if front == "http" else run_front_bench(o))
+        if compare_rules:
+            result = _run(run_compare(o, rounds))
+        else:
+            result = _run(run_bench(o) if front == "http" else run_front_bench(o))
     except KeyboardInterrupt:
         raise click.Abort() from None
     if as_json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import click
 import httpx
 import orjson
 import pytest
@@ -256,3 +257,121 @@ async def test_every_bench_door_is_accepted_by_its_front_door(stack, dialect):
             r = await client.request(method, path, headers=headers, content=body)
             door.on_response(i, r.status_code, r.content)
     assert door.accepted_requests == 2 and door.accepted_messages == 4, door.refusals
+
+
+# -- bench --compare-rules ------------------------------------------------------------
+
+def bench_result(messages_per_s: float, us_per_message: float | None) -> dict:
+    """The part of a run_bench result the comparison reads."""
+    r = {"end_to_end": {"seconds": 1.0, "messages_per_s": messages_per_s}}
+    if us_per_message is not None:
+        r["server_cpu"] = {"seconds": 1.0, "us_per_message": us_per_message}
+    return r
+
+
+def test_compare_round_divides_rules_on_by_rules_off():
+    from hongyan.bench import compare_round
+
+    r = compare_round(1, bench_result(1000, 400), bench_result(800, 500))
+    assert (r["throughput_ratio"], r["cpu_ratio"]) == (0.8, 1.25)
+    assert r["off"]["end_to_end"]["messages_per_s"] == 1000 and r["on"]["server_cpu"]["us_per_message"] == 500
+    # No CPU figure (or none to divide by): no ratio rather than a crash.
+    assert compare_round(2, bench_result(0, None), bench_result(800, 500))["throughput_ratio"] is None
+    assert compare_round(2, bench_result(1000, None), bench_result(800, 500))["cpu_ratio"] is None
+
+
+def test_compare_summary_takes_the_median_of_each_ratio_and_its_round():
+    from hongyan.bench import compare_round, summarize_compare
+
+    rounds = [compare_round(1, bench_result(1000, 400), bench_result(900, 600)),   # 0.9, 1.5
+              compare_round(2, bench_result(1000, 400), bench_result(700, 440)),   # 0.7, 1.1
+              compare_round(3, bench_result(1000, 400), bench_result(800, 480))]   # 0.8, 1.2
+    med = summarize_compare(rounds)["median"]
+    assert med["throughput"] == {"ratio": 0.8, "low": 0.7, "high": 0.9, "round": 3,
+                                 "off": {"messages_per_s": 1000, "us_per_message": 400},
+                                 "on": {"messages_per_s": 800, "us_per_message": 480}}
+    assert (med["cpu"]["ratio"], med["cpu"]["round"], med["cpu"]["low"], med["cpu"]["high"]) == (1.2, 3, 1.1, 1.5)
+    # An even count: the median between the middle two, the figures of the lower one.
+    even = summarize_compare(rounds[:2])["median"]["throughput"]
+    assert (even["ratio"], even["round"]) == (0.8, 2)
+    assert summarize_compare([compare_round(1, bench_result(0, None), bench_result(1, None))])["median"] == {
+        "throughput": None, "cpu": None}
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--url", "http://127.0.0.1:1", "--key", "k"], "--url"),
+    (["--front", "cmpp"], "--front"),
+    (["--rules"], "--rules/--no-rules"),
+    (["--no-rules"], "--rules/--no-rules"),
+    (["--sink-port", "9999"], "--sink-port"),
+])
+def test_compare_rules_refuses_what_it_cannot_do(args, says, monkeypatch):
+    from click.testing import CliRunner
+
+    import hongyan.bench as bench
+
+    async def must_not_run(*a, **kw):
+        raise AssertionError("a bench was started")
+    monkeypatch.setattr(bench, "run_bench", must_not_run)
+    out = CliRunner().invoke(bench.bench_command, ["--compare-rules", *args])
+    assert out.exit_code == 2 and says in out.output, out.output
+
+
+def test_rounds_without_compare_rules_is_refused():
+    from click.testing import CliRunner
+
+    from hongyan.bench import bench_command
+
+    out = CliRunner().invoke(bench_command, ["--rounds", "2"])
+    assert out.exit_code == 2 and "--compare-rules" in out.output
+
+
+def test_compare_rules_runs_both_benches_at_once_each_round(monkeypatch):
+    from click.testing import CliRunner
+
+    import hongyan.bench as bench
+
+    running: set[bool] = set()
+    seen = []
+
+    async def fake_run_bench(o, echo, ready=None):
+        running.add(o.rules)
+        await ready()                 # both reach the barrier, or this never returns
+        seen.append((o.rules, o.progress, set(running)))
+        await asyncio.sleep(0.01)
+        running.discard(o.rules)
+        echo("end to end  fake")
+        return bench_result(800 if o.rules else 1000, 500 if o.rules else 400)
+    monkeypatch.setattr(bench, "run_bench", fake_run_bench)
+    out = CliRunner().invoke(bench.bench_command, ["--compare-rules", "--rounds", "2", "--messages", "10",
+                                                   "--json"])
+    assert out.exit_code == 0, out.output
+    # Both of a round were running when each passed the barrier; neither printed progress.
+    assert sorted(seen) == [(False, False, {False, True})] * 2 + [(True, False, {False, True})] * 2
+    assert "off end to end  fake" in out.output and "on  end to end  fake" in out.output
+    assert "on/off: throughput 0.80, cpu 1.25" in out.output
+    assert "median      over 2 round(s)" in out.output
+    doc = orjson.loads(out.output[out.output.index("{\n"):])
+    assert [r["round"] for r in doc["rounds"]] == [1, 2]
+    assert doc["median"]["throughput"]["ratio"] == 0.8 and doc["median"]["cpu"]["ratio"] == 1.25
+
+
+def test_compare_rules_stops_the_other_bench_when_one_fails(monkeypatch):
+    from click.testing import CliRunner
+
+    import hongyan.bench as bench
+
+    cancelled = []
+
+    async def fake_run_bench(o, echo, ready=None):
+        if o.rules:
+            raise click.ClickException("the server's /healthz: no answer")
+        try:
+            await ready()             # would wait for the failed one for ever
+        except asyncio.CancelledError:
+            cancelled.append(o.rules)
+            raise
+    monkeypatch.setattr(bench, "run_bench", fake_run_bench)
+    out = CliRunner().invoke(bench.bench_command, ["--compare-rules", "--rounds", "1"])
+    assert out.exit_code == 1 and "no answer" in out.output, out.output
+    assert cancelled == [False]
