@@ -221,7 +221,7 @@ class AcceptService:
         # The account's hours are checked at the time the messages become due,
         # after the request's own daily window has moved it.
         hours = self.rulebook.hours(rules)
-        if hours is not None and not windows.is_open(hours, datetime.fromtimestamp(due_at / 1000)):
+        if hours is not None and not windows.is_open_at(hours, due_at):
             return fail(Code.OUTSIDE_SEND_WINDOW, f"this account sends only {rules.allowed_hours}")
         product_id, price = None, 1
         if req.product:

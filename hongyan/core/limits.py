@@ -92,9 +92,16 @@ class LocalLimits:
         self.clock = clock
         self._inflight: dict[int, int] = {}
         self._buckets: dict[int, tuple[float, float]] = {}      # account -> (tokens, stamp)
-        self._daily: dict[tuple[int, str], int] = {}
+        # account -> phone -> messages today. Keyed per account, then by the
+        # phone alone, so the entries are plain strings and counts.
+        self._daily: dict[int, dict[str, int]] = {}
         self._day = ""
-        self._same: dict[tuple[int, str, str], float] = {}      # -> expires at
+        # (account, the text's hash) -> phone -> until when the same text may
+        # not go to it again. The hash stands for the text (equal texts have
+        # equal hashes; two texts to one number sharing a 64-bit hash within
+        # the window is not a practical worry), so no digest is computed per
+        # request and the text is not kept.
+        self._same: dict[tuple[int, int], dict[str, float]] = {}
         self._same_sweep = 0.0
 
     async def enter(self, account_id: int, limit: int) -> str | None:
@@ -132,49 +139,69 @@ class LocalLimits:
                         per_day: int, same_minutes: int) -> set[str]:
         now = self.clock()
         refused: set[str] = set()
+        same = None
         if same_minutes:
             if now >= self._same_sweep:
-                self._same = {k: t for k, t in self._same.items() if t > now}
-                self._same_sweep = now + 60
-            ck = content_key(content)
+                self._sweep(now)
+            key = (account_id, hash(content))
+            same = self._same.get(key)
+            if same is None:
+                same = self._same[key] = {}
             until = now + same_minutes * 60
             for p in phones:
-                key = (account_id, ck, p)
-                if self._same.get(key, 0) > now:
+                if same.get(p, 0) > now:
                     refused.add(p)
                 else:
-                    self._same[key] = until
+                    same[p] = until
         if per_day:
-            day = day_of(now)
-            if day != self._day:
-                self._daily.clear()
-                self._day = day
+            daily = self._today(account_id, now)
             for p in phones:
                 if p in refused:
                     continue
-                key = (account_id, p)
-                n = self._daily.get(key, 0)
+                n = daily.get(p, 0)
                 if n >= per_day:
                     refused.add(p)
-                    if same_minutes:
-                        self._same.pop((account_id, content_key(content), p), None)
+                    if same is not None:
+                        same.pop(p, None)
                 else:
-                    self._daily[key] = n + 1
+                    daily[p] = n + 1
         return refused
+
+    def _today(self, account_id: int, now: float) -> dict[str, int]:
+        day = day_of(now)
+        if day != self._day:
+            self._daily.clear()
+            self._day = day
+        daily = self._daily.get(account_id)
+        if daily is None:
+            daily = self._daily[account_id] = {}
+        return daily
+
+    def _sweep(self, now: float) -> None:
+        """Forget the same-text marks that have run out (once a minute)."""
+        kept = {}
+        for key, marks in self._same.items():
+            live = {p: t for p, t in marks.items() if t > now}
+            if live:
+                kept[key] = live
+        self._same = kept
+        self._same_sweep = now + 60
 
     async def uncount(self, account_id: int, phones: list[str], content: str, *,
                       per_day: int, same_minutes: int) -> None:
         if same_minutes:
-            ck = content_key(content)
-            for p in phones:
-                self._same.pop((account_id, ck, p), None)
+            same = self._same.get((account_id, hash(content)))
+            if same is not None:
+                for p in phones:
+                    same.pop(p, None)
         if per_day and self._day == day_of(self.clock()):
+            daily = self._daily.get(account_id, {})
             for p in phones:
-                n = self._daily.get((account_id, p), 0)
+                n = daily.get(p, 0)
                 if n > 1:
-                    self._daily[(account_id, p)] = n - 1
+                    daily[p] = n - 1
                 else:
-                    self._daily.pop((account_id, p), None)
+                    daily.pop(p, None)
 
     async def close(self) -> None:
         pass

@@ -44,8 +44,30 @@ def clock_seconds(text: str) -> int:
 
 
 def is_open(window: tuple[int, int], at: datetime) -> bool:
+    return _holds(window, at.hour * 3600 + at.minute * 60 + at.second)
+
+
+# The minute last asked about (epoch minute) and its local time of day in
+# seconds, replaced as one tuple so a reader never sees half of an update.
+_minute: tuple[int, int] = (-1, 0)
+
+
+def is_open_at(window: tuple[int, int], ms: int) -> bool:
+    """``is_open`` at epoch milliseconds ``ms``, local time.
+
+    Asked for every request: the local time of day is worked out once a
+    minute (a UTC offset is whole minutes), not per call."""
+    global _minute
+    minute, second = divmod(ms // 1000, 60)
+    cached = _minute
+    if cached[0] != minute:
+        at = datetime.fromtimestamp(minute * 60)
+        cached = _minute = (minute, at.hour * 3600 + at.minute * 60)
+    return _holds(window, cached[1] + second)
+
+
+def _holds(window: tuple[int, int], t: int) -> bool:
     start, end = window
-    t = at.hour * 3600 + at.minute * 60 + at.second
     if start == end:
         return True
     if start < end:

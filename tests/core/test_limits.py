@@ -196,3 +196,15 @@ async def test_a_redis_that_does_not_answer_fails_within_the_timeout():
             w.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_local_same_text_marks_are_forgotten_once_run_out():
+    # A busy day sends to millions of numbers: what has run out must not stay in memory.
+    clock = Clock()
+    limits = LocalLimits(clock=clock)
+    for i in range(100):
+        await limits.frequency(1, [f"138{i:08d}"], f"text {i}", per_day=0, same_minutes=1)
+    assert sum(map(len, limits._same.values())) == 100
+    clock.t += 61
+    await limits.frequency(1, ["13900000000"], "later", per_day=0, same_minutes=1)
+    assert list(limits._same.values()) == [{"13900000000": clock.t + 60}]
