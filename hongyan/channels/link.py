@@ -66,6 +66,7 @@ from typing import Callable, Hashable
 from hongyan.channels.base import Channel, ChannelConfig, ChannelEvents, Inbound, Outbound
 from hongyan.channels.throttle import TokenBucket
 from hongyan.domain.segments import Reassembler, decode_payload, split_udh
+from hongyan.protocols.framing import pump
 
 log = logging.getLogger(__name__)
 
@@ -167,50 +168,44 @@ class PduLink(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received()
-        conn = self.conn
-        handlers = self._handlers
-        codec_error = self.codec_error
         out: list[bytes] = []
         try:
-            conn.receive_data(data)
-            while True:
-                try:
-                    events = conn.events()
-                except codec_error as e:
-                    if e.fatal:
-                        raise
-                    # One bad PDU: skip it (refused, if it was a request) and
-                    # read on. While our logout is out, crossing requests land
-                    # here too; the peer sends them again on the next login.
-                    log.log(logging.INFO if self.terminating else logging.WARNING,
-                            "%r: skipped a PDU the %s sent: %s", self, self.peer, e)
-                    answer = self.answer_bad_pdu(e)
-                    if answer:
-                        out.append(answer)
-                    continue
-                if not events:
-                    break
-                for ev in events:
-                    if self.transport is None or self.transport.is_closing():
-                        return  # a handler closed the link; the rest is moot
-                    handler = handlers.get(type(ev))
-                    if handler is None:
-                        log.debug("%r: ignoring %s", self, type(ev).__name__)
-                        continue
-                    try:
-                        handler(ev, out)
-                    except codec_error:
-                        raise
-                    except Exception:
-                        # A failing callback must not take the link down with it.
-                        log.exception("%r: error handling %s", self, type(ev).__name__)
-        except codec_error as e:
+            # Events after a handler closed the link are not handled.
+            pump(self.conn, data, self.codec_error, is_open=self._is_open,
+                 handle=lambda ev: self._dispatch(ev, out), on_bad=lambda e: self._skipped(e, out))
+        except self.codec_error as e:
             log.error("%r: %s sent bad bytes (%s); closing", self, self.peer, e)
             self.abort()
             return
         if out and self.transport is not None:
             self.transport.write(b"".join(out))
         self.after_receive()
+
+    def _is_open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def _dispatch(self, ev, out: list[bytes]) -> None:
+        handler = self._handlers.get(type(ev))
+        if handler is None:
+            log.debug("%r: ignoring %s", self, type(ev).__name__)
+            return
+        try:
+            handler(ev, out)
+        except self.codec_error:
+            raise
+        except Exception:
+            # A failing callback must not take the link down with it.
+            log.exception("%r: error handling %s", self, type(ev).__name__)
+
+    def _skipped(self, e: Exception, out: list[bytes]) -> None:
+        # One bad PDU: skip it (refused, if it was a request) and read on.
+        # While our logout is out, crossing requests land here too; the peer
+        # sends them again on the next login.
+        log.log(logging.INFO if self.terminating else logging.WARNING,
+                "%r: skipped a PDU the %s sent: %s", self, self.peer, e)
+        answer = self.answer_bad_pdu(e)
+        if answer:
+            out.append(answer)
 
     def after_receive(self) -> None:
         """Called after a chunk was handled and its answers written."""

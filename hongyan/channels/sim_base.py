@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from hongyan.domain.segments import concat_udh, encode_chunk, plan
+from hongyan.protocols.framing import pump
 
 log = logging.getLogger(__name__)
 
@@ -173,25 +174,12 @@ class SimSession(asyncio.Protocol):
 
     # -- reading -----------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        conn = self.conn
         out: list[bytes] = []
         try:
-            conn.receive_data(data)
-            while self.open:
-                try:
-                    events = conn.events()
-                except self.ERROR as e:
-                    if e.fatal:
-                        raise
-                    self.sim.stats["bad_pdus"] += 1
-                    self.bad_pdu(e, out)
-                    continue
-                if not events:
-                    break
-                for ev in events:
-                    if not self.open:
-                        return  # cut by drop_after or closed: nothing more is answered
-                    self.handle(ev, out)
+            # Once a handler has closed the session (drop_after, a logout),
+            # write() drops whatever else would be answered.
+            pump(self.conn, data, self.ERROR, is_open=lambda: self.open,
+                 handle=lambda ev: self.handle(ev, out), on_bad=lambda e: self._skipped(e, out))
         except self.ERROR as e:
             log.warning("%s simulator: bad bytes from %s (%s); closing", self.sim.NAME,
                         self.account or "?", e)
@@ -207,6 +195,10 @@ class SimSession(asyncio.Protocol):
         handler = self._handlers.get(type(ev))
         if handler is not None:
             handler(ev, out)
+
+    def _skipped(self, e: Exception, out: list[bytes]) -> None:
+        self.sim.stats["bad_pdus"] += 1
+        self.bad_pdu(e, out)
 
     def bad_pdu(self, e: Exception, out: list[bytes]) -> None:
         """One malformed PDU the stream survives; by default it is skipped."""

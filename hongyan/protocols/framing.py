@@ -150,3 +150,30 @@ class Framer:
             if event is NEED_DATA or event is CLOSED:
                 return out
             out.append(event)
+
+
+def pump(conn, data: bytes, error_type: type[Exception], *, is_open: Callable[[], bool],
+         handle: Callable[[object], None], on_bad: Callable[[Exception], None]) -> None:
+    """Feed ``data`` to a sans-I/O connection and hand every event to ``handle``.
+
+    The read loop every session and link runs. A PDU the stream survives
+    (``error_type``, not fatal: malformed, unknown, out of place) goes to
+    ``on_bad`` and reading goes on; a fatal one (the stream can no longer be
+    framed) is raised for the caller to close that one connection. Reading
+    stops as soon as ``is_open()`` is false: a handler closed the connection.
+    """
+    conn.receive_data(data)
+    while is_open():
+        try:
+            events = conn.events()
+        except error_type as e:
+            if e.fatal:
+                raise
+            on_bad(e)
+            continue
+        if not events:
+            return
+        for ev in events:
+            if not is_open():
+                return
+            handle(ev)

@@ -49,6 +49,7 @@ from hongyan.protocols.cmpp.events import (
 )
 from hongyan.protocols.cmpp.msgid import MsgIdGenerator
 from hongyan.protocols.cmpp.wire import encode
+from hongyan.protocols.framing import pump
 from hongyan.store.tables import events, messages, submissions
 
 from .outbox import Outbox
@@ -198,43 +199,30 @@ class CmppSession(Session):
     # -- reading ----------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         self.seen()
-        conn = self.conn
-        conn.receive_data(data)
-        while self.open:
-            try:
-                events = conn.events()
-            except CmppError as e:
-                if not self._on_bad_pdu(e):
-                    return
-                continue
-            if not events:
-                return
-            for ev in events:
-                if not self.open:
-                    return
-                self._handle(ev)
-
-    def _on_bad_pdu(self, e: CmppError) -> bool:
-        """Answer a PDU we could not take; True if the session reads on."""
-        who = self.who()
-        if e.fatal:
+        try:
+            pump(self.conn, data, CmppError, is_open=lambda: self.open, handle=self._handle,
+                 on_bad=self._on_bad_pdu)
+        except CmppError as e:
             # The byte stream cannot be framed any more (a lying or oversize Total_Length).
-            log.info("cmpp server: closing %s: %s", who, e)
+            log.info("cmpp server: closing %s: %s", self.who(), e)
             self.close()
-            return False
+
+    def _on_bad_pdu(self, e: CmppError) -> None:
+        """Answer a PDU we could not take; the session reads on unless this closes it."""
+        who = self.who()
         if self.account is None:
             if e.command_id == CMPP_CONNECT and e.sequence_id is not None:
                 # A CONNECT we cannot read: "bad structure", and the session ends.
                 self.write(encode(ConnectResp(e.sequence_id, CONNECT_BAD_STRUCTURE, bytes(16), V20), V20))
             log.info("cmpp server: closing %s before login: %s", who, e)
             self.close_after_write()
-            return False
+            return
         if (e.command_id == CMPP_SUBMIT and e.sequence_id is not None
                 and not isinstance(e, CmppProtocolError)):
             # One malformed SUBMIT is refused; the session goes on.
             log.info("cmpp server: %s sent a malformed SUBMIT: %s", who, e)
             self.write(self.conn.send(SubmitResp(e.sequence_id, 0, RESULT_BAD_STRUCTURE)))
-            return True
+            return
         # An unknown Command_Id, a PDU out of place, or a malformed PDU with
         # no answer of its own: the session is out of step, so it is ended.
         known = e.command_id in CommandId._value2member_map_ if e.command_id is not None else False
@@ -242,7 +230,6 @@ class CmppSession(Session):
                  "known" if known else "unknown",
                  f"0x{e.command_id:08X}" if e.command_id is not None else "?", e)
         self.terminate()
-        return False
 
     def terminate(self) -> None:
         try:

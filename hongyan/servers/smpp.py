@@ -27,6 +27,7 @@ from hongyan.domain.clock import now_ms
 from hongyan.domain.source import request_ext
 from hongyan.domain.outcomes import Code, Outcome
 from hongyan.domain.segments import Reassembler, concat_udh, decode_payload, encode_chunk, plan, split_udh
+from hongyan.protocols.framing import pump
 from hongyan.protocols.smpp.connection import Connection
 from hongyan.protocols.smpp.constants import (
     ESM_MESSAGE_TYPE_MASK, ESM_UDHI, INTERFACE_VERSION, RESPONSE_BIT, CommandId, CommandStatus as S,
@@ -353,24 +354,10 @@ class _Session(Session):
     def data_received(self, data: bytes) -> None:
         self.seen()
         self.probe_at = None
-        conn = self.conn
         out: list[bytes] = []
         try:
-            conn.receive_data(data)
-            while self.open:
-                try:
-                    events = conn.events()
-                except SmppError as e:
-                    if e.fatal:
-                        raise
-                    self._refuse(e, out)
-                    continue
-                if not events:
-                    break
-                for ev in events:
-                    if not self.open:
-                        break
-                    self._handle(ev, out)
+            pump(self.conn, data, SmppError, is_open=lambda: self.open,
+                 handle=lambda ev: self._handle(ev, out), on_bad=lambda e: self._refuse(e, out))
         except SmppError as e:
             # The stream can no longer be framed (a lying or oversize command_length):
             # say why, then drop this session only.
