@@ -39,7 +39,9 @@ class LimitsUnavailable(RuntimeError):
     """The counters cannot be read or written now (Redis down or too slow)."""
 
 
-_DAY: list = [0.0, -1.0, ""]   # [start, end) in epoch seconds, and that day's name
+# [start, end) of the day last asked about, in epoch seconds, and its name;
+# replaced as one tuple so a reader never sees half of an update.
+_day: tuple[float, float, str] = (0.0, -1.0, "")
 
 
 def day_of(now_s: float) -> str:
@@ -47,14 +49,15 @@ def day_of(now_s: float) -> str:
 
     Asked once per request: the day's bounds are kept, so only the first request
     of a day pays for the calendar arithmetic."""
-    start, end, name = _DAY
+    global _day
+    start, end, name = _day
     if start <= now_s < end:
         return name
     at = datetime.fromtimestamp(now_s)
     midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
     following = (midnight + timedelta(days=1)).timestamp()
-    _DAY[:] = [midnight.timestamp(), following, at.strftime("%Y%m%d")]
-    return _DAY[2]
+    _day = (midnight.timestamp(), following, at.strftime("%Y%m%d"))
+    return _day[2]
 
 
 def content_key(content: str) -> str:

@@ -32,8 +32,8 @@ EXPIRED = "EXPIRED"
 MO_COLUMNS = ("account_id", "channel_id", "phone", "dest", "extno", "content", "received_at")
 # How far back a reply's extension is matched to the submission it answers.
 REPLY_WINDOW_MS = 7 * 24 * 3600 * 1000
-# How long an account's opt-out words and a reply route are reused without reading them again.
-RULES_TTL_S = 5.0
+# How long a reply route (the front door an extension last sent by) is reused without reading it again.
+REPLY_ROUTE_TTL_S = 5.0
 _CHUNK = 1000
 _MESSAGE_COLUMNS = (messages.c.id, messages.c.account_id, messages.c.submission_id, messages.c.phone,
                     messages.c.parts, messages.c.parts_done, messages.c.cost, messages.c.refunded,
@@ -328,13 +328,13 @@ class Receiver:
         A reply goes back the way its message went out: a customer that sends
         over a CMPP or SMPP session gets the replies to that extension as
         DELIVERs on its session (``push_state_for``). One indexed query per
-        pair not seen in the last ``RULES_TTL_S`` seconds.
+        pair not seen in the last ``REPLY_ROUTE_TTL_S`` seconds.
         """
         out: dict[tuple[int, str], str] = {}
         mono = time.monotonic()
         for key in keys:
             hit = self._last_dialect.get(key)
-            if hit is not None and mono - hit[0] < RULES_TTL_S:
+            if hit is not None and mono - hit[0] < REPLY_ROUTE_TTL_S:
                 if hit[1] is not None:
                     out[key] = hit[1]
                 continue

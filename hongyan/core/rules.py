@@ -305,13 +305,8 @@ class RuleBook:
 
     def templates(self, rules: RuleSettings) -> TemplateSet:
         """The account's approved templates, compiled once per distinct list."""
-        found = self._templates.get(rules.templates)
-        if found is None:
-            if len(self._templates) > 1000:
-                self._templates.clear()
-            found = self._templates[rules.templates] = TemplateSet(
-                Template(i, text) for i, text in enumerate(rules.templates))
-        return found
+        return _built(self._templates, rules.templates,
+                      lambda texts: TemplateSet(Template(i, text) for i, text in enumerate(texts)))
 
     def optout(self, rules: RuleSettings) -> OptOut:
         """The account's opt-out words as a matcher, built once per distinct list.
@@ -319,27 +314,33 @@ class RuleBook:
         Rules are checked when set; a word that is only punctuation is dropped
         here anyway, since a bad setting must never stop replies being received.
         """
-        found = self._optouts.get(rules.optout_words)
-        if found is None:
-            if len(self._optouts) > 1000:
-                self._optouts.clear()
-            found = self._optouts[rules.optout_words] = OptOut(
-                [w for w in rules.optout_words if normalise_reply(w)])
-        return found
+        return _built(self._optouts, rules.optout_words,
+                      lambda words: OptOut([w for w in words if normalise_reply(w)]))
 
     def hours(self, rules: RuleSettings) -> tuple[int, int] | None:
         """The account's allowed hours as a window, None for any time."""
         if not rules.allowed_hours:
             return None
-        found = self._hours.get(rules.allowed_hours)
-        if found is None:
-            found = self._hours[rules.allowed_hours] = parse_hours(rules.allowed_hours)
-        return found
+        return _built(self._hours, rules.allowed_hours, parse_hours)
 
     def invalidate(self) -> None:
         self._rules.clear()
         self._checked = float("-inf")
         self._changes_checked = float("-inf")
+
+
+# Distinct settings kept compiled; past this many (accounts come and go) the cache starts over.
+_BUILT_MAX = 1000
+
+
+def _built(cache: dict, key, build: Callable):
+    """``build(key)``, made once per distinct setting and kept in ``cache``."""
+    found = cache.get(key)
+    if found is None:
+        if len(cache) >= _BUILT_MAX:
+            cache.clear()
+        found = cache[key] = build(key)
+    return found
 
 
 def add_words(conn: Connection, kind: str, items: list[str]) -> int:
