@@ -335,10 +335,10 @@ class LocalStack:
                 return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return None
 
-    async def writer_counts(self) -> dict | None:
-        """The server's group-commit counters so far (commits, jobs), from /healthz."""
+    async def server_counters(self) -> dict:
+        """What the server has spent so far: CPU seconds, and group commits and jobs (from /healthz)."""
         health = await _get_json("127.0.0.1", self.http_port, "/healthz")
-        return None if health is None else health.get("writer")
+        return {"cpu": self.cpu_seconds(), "writer": None if health is None else health.get("writer")}
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         for n, _, path in self.procs:
@@ -573,6 +573,20 @@ def summarize(door: HttpDoor, res: LoadResult, sink: Sink, w: Watch, reports_com
     }
 
 
+def server_costs(before: dict, after: dict, messages: int) -> dict:
+    """The server's CPU a message and its group commits over the run, from two ``server_counters``."""
+    out: dict = {}
+    if before["cpu"] is not None and after["cpu"] is not None and messages:
+        spent = after["cpu"] - before["cpu"]
+        out["server_cpu"] = {"seconds": round(spent, 2), "us_per_message": round(spent / messages * 1e6, 1)}
+    if before["writer"] and after["writer"]:
+        commits = after["writer"]["commits"] - before["writer"]["commits"]
+        jobs = after["writer"]["jobs"] - before["writer"]["jobs"]
+        out["writer"] = {"commits": commits, "jobs": jobs,
+                         "jobs_per_commit": round(jobs / commits, 1) if commits else 0.0}
+    return out
+
+
 def render(r: dict, echo) -> None:
     lat = r["latency_ms"]
     cpu = r.get("server_cpu")
@@ -664,28 +678,19 @@ async def run_bench(o: BenchOptions, echo=click.echo, ready=None) -> dict:
             await ready()
         w = Watch(target.simulator)
         await w.sample()
-        cpu_before = stack.cpu_seconds() if stack is not None else None
-        writer_before = await stack.writer_counts() if stack is not None else None
+        before = await stack.server_counters() if stack is not None else None
         load = door.start(o.concurrency)
         watcher = asyncio.create_task(watch(door, load, sink, w, stop, echo, o.progress))
         res = await load.run()
         timeout = o.timeout if o.timeout is not None else 60 + door.accepted_messages / 200
         complete = await sink.wait_for(door.accepted_messages, timeout)
-        cpu_after = stack.cpu_seconds() if stack is not None else None
-        writer_after = await stack.writer_counts() if stack is not None else None
+        after = await stack.server_counters() if stack is not None else None
         stop.set()
         await watcher
         await w.sample()
         result = {"machine": m, **summarize(door, res, sink, w, complete)}
-        if cpu_before is not None and cpu_after is not None and door.accepted_messages:
-            result["server_cpu"] = {"seconds": round(cpu_after - cpu_before, 2),
-                                    "us_per_message": round((cpu_after - cpu_before) / door.accepted_messages
-                                                            * 1e6, 1)}
-        if writer_before and writer_after:
-            commits = writer_after["commits"] - writer_before["commits"]
-            jobs = writer_after["jobs"] - writer_before["jobs"]
-            result["writer"] = {"commits": commits, "jobs": jobs,
-                                "jobs_per_commit": round(jobs / commits, 1) if commits else 0.0}
+        if before is not None and after is not None:
+            result.update(server_costs(before, after, door.accepted_messages))
         render(result, echo)
         if stack is not None and not complete:
             echo(f"server log tail:\n{stack.log_tail('server', 15)}")
